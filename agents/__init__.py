@@ -1,0 +1,1 @@
+"""Faust agents of the Clarion pipeline and the pure logic they run."""

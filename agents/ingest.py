@@ -1,0 +1,272 @@
+"""Ingest and route in one hop: validate, drop duplicates, join preferences, render, emit.
+
+:class:`EventRouter` is the whole decision for one Kafka message and does no I/O of its
+own: it reads the tables it is given and returns the records to publish. The Faust agent
+around it (:func:`register_ingest`) hands those records to the transactional outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from faust.types import TP
+
+from agents.records_out import OutputWriter, utc_iso
+from agents.routing.channels import notification_id, resolve_channels, suppression_reason
+from agents.routing.render import Rendered, TemplateError, TemplateRenderer
+from pipeline.kafka.outbox import OutRecord
+from schemas.records import NotificationEvent, UserPreferences
+from schemas.validation import Invalid, parse_event
+from tables.dedupe import DedupeLedger, prune_expired
+
+if TYPE_CHECKING:
+    from pipeline.app import Clarion
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(kw_only=True, slots=True)
+class EventRouter:
+    writer: OutputWriter
+    renderer: TemplateRenderer
+    ledger: DedupeLedger
+    preferences: Mapping[str, UserPreferences]
+    max_event_bytes: int
+    clock: Callable[[], datetime]
+
+    def process(self, message: SourceMessage) -> list[OutRecord]:
+        now = self.clock()
+        at = utc_iso(now)
+        parsed = parse_event(message.value, max_bytes=self.max_event_bytes)
+        if isinstance(parsed, Invalid):
+            return self.reject(message, parsed.reason, at, event_id=None, user_id=None)
+        event = parsed
+        if message.key != event.user_id.encode():
+            reason = (
+                f"message key {message.key!r} does not match user_id {event.user_id!r}; "
+                "events must be keyed by user_id"
+            )
+            return self.reject(message, reason, at, event_id=event.event_id, user_id=event.user_id)
+
+        source = (message.partition, message.offset)
+        duplicate = self.ledger.check(
+            user_id=event.user_id,
+            event_id=event.event_id,
+            dedupe_key=event.dedupe_key,
+            source=source,
+            now=now.timestamp(),
+        )
+        if duplicate is not None:
+            return [self._event_status(event, "duplicate", at, duplicate.reason)]
+
+        preferences = self.preferences.get(event.user_id)
+        try:
+            routed = self._route(event, preferences, message.partition, at)
+        except TemplateError as exc:
+            return self.reject(
+                message, str(exc), at, event_id=event.event_id, user_id=event.user_id
+            )
+        self.ledger.record(
+            user_id=event.user_id,
+            event_id=event.event_id,
+            dedupe_key=event.dedupe_key,
+            source=source,
+            now=now.timestamp(),
+        )
+        return [self._event_status(event, "accepted", at), *routed]
+
+    def _route(
+        self,
+        event: NotificationEvent,
+        preferences: UserPreferences | None,
+        partition: int,
+        at: str,
+    ) -> list[OutRecord]:
+        resolution = resolve_channels(event, preferences)
+        if not resolution.targets:
+            return [self._event_status(event, "suppressed", at, suppression_reason(resolution))]
+        out: list[OutRecord] = []
+        locale = event.locale or (preferences.locale if preferences else None)
+        rendered_by_channel: dict[str, Rendered] = {}
+        for target in resolution.targets:
+            rendered = rendered_by_channel.get(target.channel)
+            if rendered is None:
+                rendered = self.renderer.render(event, target.channel, locale)
+                rendered_by_channel[target.channel] = rendered
+            delivery_id = notification_id(
+                event.user_id, event.event_id, target.channel, target.address
+            )
+            delivery = {
+                "notification_id": delivery_id,
+                "user_id": event.user_id,
+                "channel": target.channel,
+                "address": target.address,
+                "subject": rendered.subject,
+                "body": rendered.body,
+                "html": rendered.html,
+                "event_ids": [event.event_id],
+                "priority": event.priority,
+                "category": event.category,
+                "created_at": event.created_at or at,
+                "locale": locale,
+                "tenant_id": event.tenant_id,
+                "attempt": 1,
+                "not_before": None,
+            }
+            out.append(self.writer.delivery(delivery, partition=partition))
+            out.append(
+                self.writer.status(
+                    notification_id=delivery_id,
+                    status="queued",
+                    at=at,
+                    event_ids=[event.event_id],
+                    user_id=event.user_id,
+                    channel=target.channel,
+                )
+            )
+        # Channels the producer asked for by name and did not get deserve a trace.
+        for channel, reason in resolution.suppressed.items():
+            if event.channels and channel in event.channels:
+                out.append(
+                    self.writer.status(
+                        notification_id=notification_id(event.user_id, event.event_id, channel, ""),
+                        status="suppressed",
+                        at=at,
+                        event_ids=[event.event_id],
+                        user_id=event.user_id,
+                        channel=channel,
+                        reason=reason,
+                    )
+                )
+        return out
+
+    def _event_status(
+        self, event: NotificationEvent, status: str, at: str, reason: str | None = None
+    ) -> OutRecord:
+        return self.writer.status(
+            notification_id=event.event_id,
+            status=status,
+            at=at,
+            event_ids=[event.event_id],
+            user_id=event.user_id,
+            reason=reason,
+        )
+
+    def reject(
+        self,
+        message: SourceMessage,
+        reason: str,
+        at: str,
+        *,
+        event_id: str | None,
+        user_id: str | None,
+    ) -> list[OutRecord]:
+        invalid = self.writer.invalid(
+            raw=message.value,
+            key=message.key,
+            error=reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            at=at,
+        )
+        status = self.writer.status(
+            notification_id=event_id
+            or f"invalid:{message.topic}:{message.partition}:{message.offset}",
+            status="rejected",
+            at=at,
+            event_ids=[event_id] if event_id else [],
+            user_id=user_id,
+            reason=reason,
+        )
+        return [invalid, status]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def register_ingest(clarion: Clarion) -> None:
+    """The Faust agent: one event at a time in, transactional batches out."""
+    app = clarion.app
+    outbox = clarion.outbox
+    router = EventRouter(
+        writer=clarion.writer,
+        renderer=clarion.renderer,
+        # Through the table, so Faust writes the changelog: a changelog written inside the
+        # outbox transaction would end in a commit marker that Faust's recovery waits on
+        # forever ("need offset N, have N-1").
+        ledger=DedupeLedger(table=clarion.dedupe_table, window=clarion.settings.dedupe_window),
+        preferences=clarion.preferences_table,
+        max_event_bytes=clarion.settings.max_event_bytes,
+        clock=clarion.clock,
+    )
+    events_topic = clarion.events_topic.get_topic_name()
+
+    @app.agent(clarion.events_topic, name="clarion.ingest")
+    async def ingest(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            source = SourceMessage(
+                topic=events_topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+            )
+            try:
+                records = router.process(source)
+            except Exception as exc:
+                # A bug must not ack the event silently: park it on the invalid topic instead.
+                logger.exception(
+                    "routing failed for %s[%d]@%d", events_topic, source.partition, source.offset
+                )
+                records = router.reject(
+                    source,
+                    f"internal error while routing: {exc!r}",
+                    utc_iso(clarion.clock()),
+                    event_id=None,
+                    user_id=None,
+                )
+            if outbox.add(source.partition, source.offset, records):
+                await outbox.flush(source.partition)
+
+    window = clarion.settings.dedupe_window
+
+    @app.timer(max(1.0, min(600.0, window / 4)), name="clarion.dedupe.prune")  # type: ignore[untyped-decorator]
+    async def prune_dedupe() -> None:
+        pruned = await prune_expired(
+            clarion.dedupe_table.data, window=window, now=clarion.clock().timestamp()
+        )
+        if pruned:
+            logger.info("pruned %d expired dedupe entries", pruned)
+
+    @app.timer(clarion.settings.commit_linger, name="clarion.ingest.commit")  # type: ignore[untyped-decorator]
+    async def commit_pending() -> None:
+        await outbox.flush_all()
+
+    # mode's signal handler type (VarArg/NamedArg) has no spelling mypy accepts here.
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def claim_assigned(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        # Faust reads the committed offsets right after this signal, so fencing here means
+        # it never starts from an offset a dead worker's transaction is about to change.
+        assigned = app.consumer.assignment()
+        await outbox.claim(tp.partition for tp in assigned if tp.topic == events_topic)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def release_revoked(_sender: Any, *args: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        revoked: set[TP] = args[0]
+        await outbox.release(tp.partition for tp in revoked if tp.topic == events_topic)

@@ -1,0 +1,93 @@
+"""Turning decisions into the bytes that go to Kafka: statuses, invalid records, deliveries."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from pipeline.kafka.outbox import OutRecord
+from pipeline.kafka.partitioner import partition_for_key
+from pipeline.topics import TopicNames
+from schemas.records import InvalidRecord
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutputWriter:
+    """Encodes StatusChange and Delivery values (schemas/records.py) as JSON.
+
+    The hot path builds the dicts directly: constructing a faust Record costs more than the
+    rest of the routing decision. tests/agents/test_event_router.py checks the field names.
+    """
+
+    topics: TopicNames
+    partitions: int
+
+    def status(
+        self,
+        *,
+        notification_id: str,
+        status: str,
+        at: str,
+        event_ids: list[str],
+        user_id: str | None,
+        channel: str | None = None,
+        reason: str | None = None,
+    ) -> OutRecord:
+        change = {
+            "notification_id": notification_id,
+            "event_ids": event_ids,
+            "user_id": user_id,
+            "channel": channel,
+            "status": status,
+            "reason": reason,
+            "at": at,
+        }
+        key = notification_id.encode()
+        return OutRecord(
+            self.topics.status, partition_for_key(key, self.partitions), key, orjson.dumps(change)
+        )
+
+    def invalid(
+        self,
+        *,
+        raw: bytes | None,
+        key: bytes | None,
+        error: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        at: str,
+    ) -> OutRecord:
+        raw = raw or b""
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        record = InvalidRecord(
+            raw=text,
+            raw_encoding=encoding,
+            error=error,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            received_at=at,
+        )
+        # Same key, same partition as the original, so the two are easy to line up.
+        return OutRecord(self.topics.invalid, partition, key, orjson.dumps(record.asdict()))
+
+    def delivery(self, delivery: dict[str, Any], *, partition: int) -> OutRecord:
+        """A Delivery (every field of the record, in a dict) on its channel's topic."""
+        return OutRecord(
+            self.topics.deliver(delivery["channel"]),
+            partition,
+            delivery["user_id"].encode(),
+            orjson.dumps(delivery),
+        )

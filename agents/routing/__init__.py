@@ -1,0 +1,1 @@
+"""Pure routing decisions: which channels and addresses get an event, and what it says."""

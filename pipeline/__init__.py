@@ -1,0 +1,1 @@
+"""Clarion: the Faust app, settings, command line, web views and metrics."""

@@ -1,0 +1,146 @@
+"""The ``clarion`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import orjson
+from schemas.validation import Invalid, parse_event, parse_preferences
+
+from pipeline.kafka.local import LocalKafkaError, fetch_kafka
+from pipeline.settings import Settings, SettingsError
+from pipeline.topics import TopicNames
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clarion", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("dev", help="local Kafka broker + topics + one worker; Ctrl-C stops all")
+    commands.add_parser("worker", help="one worker against CLARION_BROKER")
+
+    send = commands.add_parser("send", help="publish events (JSON argument, or stdin)")
+    send.add_argument(
+        "json",
+        nargs="?",
+        help="an event, a JSON array of events or JSON lines; '-' or nothing reads stdin",
+    )
+    send.add_argument("--preferences", action="store_true", help="publish UserPreferences instead")
+    send.add_argument("--delete-user", metavar="USER_ID", help="publish a preferences tombstone")
+    send.add_argument(
+        "--no-validate", action="store_true", help="send even what Clarion would reject"
+    )
+
+    kafka = commands.add_parser("kafka", help="the local Apache Kafka broker")
+    kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
+
+    bench = commands.add_parser("bench", help="benchmarks against a fresh local broker")
+    bench.add_argument("scenario", choices=["route"])
+    bench.add_argument("--events", type=int, default=200_000)
+    bench.add_argument("--users", type=int, default=10_000)
+    return parser
+
+
+def _read_values(text: str) -> list[object]:
+    text = text.strip()
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    return value if isinstance(value, list) else [value]
+
+
+async def _send(settings: Settings, values: list[object], *, preferences: bool) -> None:
+    from aiokafka import AIOKafkaProducer  # noqa: PLC0415 - keep `clarion --help` fast
+
+    topics = TopicNames(prefix=settings.topic_prefix)
+    topic = topics.preferences if preferences else topics.events
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for value in values:
+            user_id = value.get("user_id") if isinstance(value, dict) else None
+            key = str(user_id).encode() if user_id is not None else None
+            payload = None if value is None else orjson.dumps(value)
+            metadata = await producer.send_and_wait(topic, payload, key=key)
+            label = value.get("event_id", user_id) if isinstance(value, dict) else user_id
+            print(f"sent {label} to {topic}[{metadata.partition}]@{metadata.offset}")
+    finally:
+        await producer.stop()
+
+
+def _command_send(settings: Settings, args: argparse.Namespace) -> int:
+    if args.delete_user:
+        from aiokafka import AIOKafkaProducer  # noqa: PLC0415
+
+        async def tombstone() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+            await producer.start()
+            try:
+                topic = TopicNames(prefix=settings.topic_prefix).preferences
+                await producer.send_and_wait(topic, None, key=args.delete_user.encode())
+            finally:
+                await producer.stop()
+            print(f"deleted preferences of {args.delete_user}")
+
+        asyncio.run(tombstone())
+        return 0
+    text = sys.stdin.read() if args.json in (None, "-") else args.json
+    try:
+        values = _read_values(text)
+    except orjson.JSONDecodeError as exc:
+        print(f"not JSON: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_validate:
+        parse = parse_preferences if args.preferences else parse_event
+        reasons = [
+            f"item {index}: {result.reason}"
+            for index, value in enumerate(values)
+            if isinstance(
+                result := parse(orjson.dumps(value), max_bytes=settings.max_event_bytes), Invalid
+            )
+        ]
+        if reasons:
+            print("\n".join(reasons), file=sys.stderr)
+            print("nothing sent (use --no-validate to send anyway)", file=sys.stderr)
+            return 2
+    asyncio.run(_send(settings, values, preferences=args.preferences))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "dev":
+            from pipeline.runner import run_dev  # noqa: PLC0415 - faust is slow to import
+
+            run_dev(settings)
+        elif args.command == "worker":
+            from pipeline.runner import run_worker  # noqa: PLC0415
+
+            run_worker(settings)
+        elif args.command == "send":
+            return _command_send(settings, args)
+        elif args.command == "kafka":
+            print(fetch_kafka())
+        elif args.command == "bench":
+            from bench.route import run_route_bench  # noqa: PLC0415
+
+            run_route_bench(settings, events=args.events, users=args.users)
+    except LocalKafkaError as exc:
+        print(f"local Kafka: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

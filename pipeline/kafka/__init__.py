@@ -1,0 +1,1 @@
+"""Kafka plumbing: the local broker for development and tests, and topic administration."""

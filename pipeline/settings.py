@@ -1,0 +1,103 @@
+"""Configuration read once from ``CLARION_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+
+
+class SettingsError(ValueError):
+    """A ``CLARION_*`` variable holds a value Clarion cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a Clarion process needs to know; build it with :meth:`from_env`."""
+
+    broker: str = DEFAULT_BROKER
+    topic_prefix: str = "clarion."
+    partitions: int = 8
+    data_dir: Path = Path(".clarion")
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    dev_kafka_port: int = 9092
+    dedupe_window: float = 86400.0
+    digest_window: float = 3600.0
+    max_attempts: int = 5
+    retry_backoff: float = 10.0
+    max_event_bytes: int = 64 * 1024
+    template_dir: Path | None = None
+    app_id: str = "clarion"
+    log_level: str = "info"
+    # The ingest agent commits its output in one Kafka transaction per partition once this
+    # many events are pending or this much time has passed, whichever comes first.
+    commit_batch: int = 2000
+    commit_linger: float = 0.2
+    # How long the group waits for a silent worker before giving its partitions to others.
+    session_timeout: float = 60.0
+    kafka_options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list without faust's ``kafka://`` scheme, as aiokafka wants it."""
+        return ",".join(url.strip().removeprefix("kafka://") for url in self.broker.split(","))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        template_dir = env.get("CLARION_TEMPLATE_DIR")
+        return cls(
+            broker=env.get("CLARION_BROKER") or DEFAULT_BROKER,
+            topic_prefix=env.get("CLARION_TOPIC_PREFIX", "clarion."),
+            partitions=_int(env, "CLARION_PARTITIONS", 8),
+            data_dir=Path(env.get("CLARION_DATA_DIR") or ".clarion"),
+            web_port=_int(env, "CLARION_WEB_PORT", 6066),
+            web_host=env.get("CLARION_WEB_HOST") or "127.0.0.1",
+            dev_kafka_port=_int(env, "CLARION_DEV_KAFKA_PORT", 9092),
+            dedupe_window=_float(env, "CLARION_DEDUPE_WINDOW", 86400.0),
+            digest_window=_float(env, "CLARION_DIGEST_WINDOW", 3600.0),
+            max_attempts=_int(env, "CLARION_MAX_ATTEMPTS", 5),
+            retry_backoff=_float(env, "CLARION_RETRY_BACKOFF", 10.0),
+            max_event_bytes=_int(env, "CLARION_MAX_EVENT_BYTES", 64 * 1024),
+            template_dir=Path(template_dir) if template_dir else None,
+            app_id=env.get("CLARION_APP_ID") or "clarion",
+            log_level=env.get("CLARION_LOG_LEVEL") or "info",
+            commit_batch=_int(env, "CLARION_COMMIT_BATCH", 2000),
+            commit_linger=_float(env, "CLARION_COMMIT_LINGER", 0.2),
+            session_timeout=_float(env, "CLARION_SESSION_TIMEOUT", 60.0),
+            kafka_options={
+                name.removeprefix("CLARION_KAFKA_").lower(): value
+                for name, value in env.items()
+                if name.startswith("CLARION_KAFKA_")
+            },
+        )

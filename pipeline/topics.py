@@ -1,0 +1,54 @@
+"""The names of every topic Clarion reads or writes, derived from one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.records import CHANNELS
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicNames:
+    prefix: str = "clarion."
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    @property
+    def preferences(self) -> str:
+        return f"{self.prefix}preferences"
+
+    @property
+    def invalid(self) -> str:
+        return f"{self.prefix}invalid"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}status"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.prefix}retry"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def deliver(self, channel: str) -> str:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        return f"{self.prefix}deliver.{channel}"
+
+    def user_keyed(self) -> list[str]:
+        """Topics keyed by user_id: they must all have the same partition count."""
+        return [
+            self.events,
+            self.preferences,
+            self.retry,
+            self.dlq,
+            *(self.deliver(channel) for channel in CHANNELS),
+        ]
+
+    def other(self) -> list[str]:
+        return [self.invalid, self.status]

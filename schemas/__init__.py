@@ -1,0 +1,1 @@
+"""Clarion's records and the JSON Schema documents producers validate against."""

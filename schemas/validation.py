@@ -1,0 +1,93 @@
+"""Turning the bytes of a Kafka message into a record, or into the reasons it cannot be one.
+
+Both parsers run once per message on the hot path and never raise: whatever a producer
+writes ends up either as a record or as an :class:`Invalid` for the invalid topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from schemas.event_checks import event_problems
+from schemas.field_checks import describe
+from schemas.preference_checks import preference_problems
+from schemas.records import NotificationEvent, UserPreferences
+from schemas.timestamps import parse_timestamp
+
+__all__ = ["Invalid", "parse_event", "parse_preferences", "parse_timestamp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str
+
+
+def parse_event(raw: bytes | None, *, max_bytes: int) -> NotificationEvent | Invalid:
+    try:
+        return _parse_event(raw, max_bytes)
+    except Exception as exc:  # noqa: BLE001 -- one poison message must not stop the agent
+        return _unexpected(exc)
+
+
+def parse_preferences(raw: bytes, *, max_bytes: int) -> UserPreferences | Invalid:
+    try:
+        return _parse_preferences(raw, max_bytes)
+    except Exception as exc:  # noqa: BLE001 -- one poison message must not stop the agent
+        return _unexpected(exc)
+
+
+def _parse_event(raw: bytes | None, max_bytes: int) -> NotificationEvent | Invalid:
+    obj = _load_object(
+        raw,
+        max_bytes=max_bytes,
+        what="event",
+        size_subject="event is",
+        empty_reason="value is empty (tombstones are only allowed on the preferences topic)",
+    )
+    if isinstance(obj, Invalid):
+        return obj
+    if problems := event_problems(obj):
+        return Invalid("; ".join(problems))
+    event: NotificationEvent = NotificationEvent.from_data(obj)
+    return event
+
+
+def _parse_preferences(raw: bytes, max_bytes: int) -> UserPreferences | Invalid:
+    obj = _load_object(
+        raw,
+        max_bytes=max_bytes,
+        what="preferences",
+        size_subject="preferences are",
+        # A real tombstone is a null value, which callers handle before parsing.
+        empty_reason="value is empty (to delete a user's preferences, send a null value)",
+    )
+    if isinstance(obj, Invalid):
+        return obj
+    if problems := preference_problems(obj):
+        return Invalid("; ".join(problems))
+    preferences: UserPreferences = UserPreferences.from_data(obj)
+    return preferences
+
+
+def _load_object(
+    raw: bytes | None, *, max_bytes: int, what: str, size_subject: str, empty_reason: str
+) -> dict[str, Any] | Invalid:
+    if not raw:
+        return Invalid(empty_reason)
+    # Before decoding, so an oversized value costs nothing but its length.
+    if len(raw) > max_bytes:
+        return Invalid(f"{size_subject} {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Invalid(f"not JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Invalid(f"{what} must be a JSON object (got {describe(obj)})")
+    return obj
+
+
+def _unexpected(exc: Exception) -> Invalid:
+    return Invalid(f"could not be validated: {type(exc).__name__}: {exc}")

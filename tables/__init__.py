@@ -1,0 +1,1 @@
+"""Table definitions and the logic that reads and writes them."""

@@ -1,0 +1,151 @@
+"""EventRouter without Kafka: one message in, the exact records to publish out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.ingest import EventRouter, SourceMessage
+from agents.records_out import OutputWriter
+from agents.routing.render import TemplateRenderer
+from pipeline.app import BUILTIN_TEMPLATES
+from pipeline.topics import TopicNames
+from schemas.records import Delivery, StatusChange, UserPreferences
+from tables.dedupe import DedupeLedger
+
+TOPICS = TopicNames(prefix="c.")
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def dedupe_table() -> dict[str, list[Any]]:
+    return {}
+
+
+@pytest.fixture
+def preferences() -> dict[str, UserPreferences]:
+    return {
+        "ann": UserPreferences.from_data(
+            {
+                "user_id": "ann",
+                "addresses": {"email": "ann@example.com", "push_tokens": ["t1", "t2"]},
+                "channels": {"sms": False, "webhook": False},
+                "categories": {"marketing": {"email": False, "push": False, "in_app": False}},
+            }
+        )
+    }
+
+
+@pytest.fixture
+def router(
+    dedupe_table: dict[str, list[Any]], preferences: dict[str, UserPreferences]
+) -> EventRouter:
+    return EventRouter(
+        writer=OutputWriter(topics=TOPICS, partitions=8),
+        renderer=TemplateRenderer(template_dirs=[BUILTIN_TEMPLATES]),
+        ledger=DedupeLedger(table=dedupe_table, window=3600.0),
+        preferences=preferences,
+        max_event_bytes=4096,
+        clock=lambda: NOW,
+    )
+
+
+def message(value: Any, *, key: bytes | None = b"ann", offset: int = 0) -> SourceMessage:
+    raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
+    return SourceMessage(topic=TOPICS.events, partition=3, offset=offset, key=key, value=raw)
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    return {
+        "event_id": "e1",
+        "user_id": "ann",
+        "category": "billing",
+        "priority": "high",
+        "title": "Invoice",
+        "body": "Ready.",
+    } | overrides
+
+
+def decoded(records: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(r.topic, orjson.loads(r.value)) for r in records]
+
+
+def test_routed_event_gives_accepted_then_a_delivery_and_queued_per_target(
+    router: EventRouter,
+) -> None:
+    out = router.process(message(event()))
+    topics = [r.topic for r in out]
+    assert topics == [
+        "c.status",
+        "c.deliver.email",
+        "c.status",
+        "c.deliver.push",
+        "c.status",
+        "c.deliver.push",
+        "c.status",
+        "c.deliver.in_app",
+        "c.status",
+    ]
+    deliveries = [v for t, v in decoded(out) if t.startswith("c.deliver.")]
+    assert [d["address"] for d in deliveries] == ["ann@example.com", "t1", "t2", "ann"]
+    assert all(d["event_ids"] == ["e1"] and d["subject"] == "Invoice" for d in deliveries)
+    assert len({d["notification_id"] for d in deliveries}) == 4
+    assert all(set(d) == set(Delivery._options.fields) for d in deliveries)
+    statuses = [v for t, v in decoded(out) if t == "c.status"]
+    assert all(set(s) == set(StatusChange._options.fields) for s in statuses)
+    # Deliveries stay in the partition of the event they came from.
+    assert {r.partition for r in out if r.topic.startswith("c.deliver.")} == {3}
+    assert [v["status"] for t, v in decoded(out) if t == "c.status"] == ["accepted"] + [
+        "queued"
+    ] * 4
+
+
+def test_invalid_event_goes_to_the_invalid_topic_with_the_reason_and_is_rejected(
+    router: EventRouter,
+) -> None:
+    out = decoded(router.process(message(b"{oops", offset=7)))
+    assert [t for t, _ in out] == ["c.invalid", "c.status"]
+    invalid, status = out[0][1], out[1][1]
+    assert invalid["raw"] == "{oops"
+    assert "not JSON" in invalid["error"]
+    assert (invalid["topic"], invalid["partition"], invalid["offset"]) == ("c.events", 3, 7)
+    assert status["status"] == "rejected"
+    assert status["notification_id"] == "invalid:c.events:3:7"
+
+
+def test_binary_garbage_is_kept_as_base64(router: EventRouter) -> None:
+    ((_, invalid), _) = decoded(router.process(message(b"\xff\x00\xfe")))
+    assert invalid["raw_encoding"] == "base64"
+    assert invalid["raw"] == "/wD+"
+
+
+def test_event_keyed_by_someone_else_is_rejected(router: EventRouter) -> None:
+    out = decoded(router.process(message(event(), key=b"bob")))
+    assert "does not match user_id 'ann'" in out[0][1]["error"]
+
+
+def test_second_event_with_the_same_id_is_a_duplicate(router: EventRouter) -> None:
+    router.process(message(event(), offset=1))
+    out = decoded(router.process(message(event(title="again"), offset=2)))
+    assert out == [("c.status", out[0][1])]
+    assert out[0][1]["status"] == "duplicate"
+
+
+def test_all_channels_opted_out_is_suppressed_with_the_reasons(router: EventRouter) -> None:
+    out = decoded(router.process(message(event(category="marketing"))))
+    assert [v["status"] for t, v in out if t == "c.status"] == ["accepted", "suppressed"]
+    assert "marketing" in out[1][1]["reason"]
+
+
+def test_unknown_template_is_rejected_and_not_remembered(
+    router: EventRouter, dedupe_table: dict[str, list[Any]]
+) -> None:
+    out = decoded(router.process(message(event(template="nope", title=None, body=None), offset=1)))
+    assert "nope" in out[0][1]["error"]
+    assert dedupe_table == {}
+    # The producer fixes the event and sends it again under the same id: it goes through.
+    fixed = decoded(router.process(message(event(), offset=2)))
+    assert fixed[0][1]["status"] == "accepted"

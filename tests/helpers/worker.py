@@ -1,0 +1,87 @@
+"""A Clarion worker in its own process, as ``clarion worker`` runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.kafka.local import die_with_parent, free_port
+
+
+@dataclass
+class WorkerProcess:
+    bootstrap: str
+    data_dir: Path
+    prefix: str
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    web_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CLARION_BROKER": f"kafka://{self.bootstrap}",
+            "CLARION_TOPIC_PREFIX": self.prefix,
+            "CLARION_APP_ID": self.prefix.rstrip("."),
+            "CLARION_PARTITIONS": str(self.partitions),
+            "CLARION_DATA_DIR": str(self.data_dir),
+            "CLARION_WEB_PORT": str(self.web_port),
+            "CLARION_COMMIT_LINGER": "0.02",
+            "CLARION_SESSION_TIMEOUT": "10",
+            **self.extra_env,
+        }
+
+    def start(self) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "worker.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # A worker outliving an interrupted test run would spin against a dead broker.
+            preexec_fn=die_with_parent,  # noqa: PLW1509
+        )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.web_port}/health"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)  # polling interval of the deadline loop, not synchronisation
+        raise AssertionError(f"worker not healthy after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        path = self.data_dir / "worker.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
