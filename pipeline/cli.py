@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
 import orjson
-from schemas.validation import Invalid, parse_event, parse_preferences
 
 from pipeline.kafka.local import LocalKafkaError, fetch_kafka
 from pipeline.settings import Settings, SettingsError
 from pipeline.topics import TopicNames
+from schemas.validation import Invalid, parse_event, parse_preferences
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--no-validate", action="store_true", help="send even what Clarion would reject"
     )
+
+    tail = commands.add_parser("tail", help="print committed records of topics (Ctrl-C stops)")
+    tail.add_argument("topics", nargs="+", help="e.g. clarion.deliver.email clarion.status")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.add_argument("--max", type=int, default=0, help="stop after this many records")
 
     kafka = commands.add_parser("kafka", help="the local Apache Kafka broker")
     kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
@@ -71,6 +77,31 @@ async def _send(settings: Settings, values: list[object], *, preferences: bool) 
             print(f"sent {label} to {topic}[{metadata.partition}]@{metadata.offset}")
     finally:
         await producer.stop()
+
+
+async def _tail(settings: Settings, args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
+
+    consumer = AIOKafkaConsumer(
+        *args.topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        # Only what the pipeline committed: aborted attempts of a crashed worker stay hidden.
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    shown = 0
+    try:
+        async for record in consumer:
+            key = record.key.decode("utf-8", "replace") if record.key else None
+            value = record.value.decode("utf-8", "replace") if record.value else None
+            print(f"{record.topic}[{record.partition}]@{record.offset} {key}\t{value}", flush=True)
+            shown += 1
+            if args.max and shown >= args.max:
+                break
+    finally:
+        await consumer.stop()
 
 
 def _command_send(settings: Settings, args: argparse.Namespace) -> int:
@@ -130,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_worker(settings)
         elif args.command == "send":
             return _command_send(settings, args)
+        elif args.command == "tail":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_tail(settings, args))
         elif args.command == "kafka":
             print(fetch_kafka())
         elif args.command == "bench":
