@@ -8,9 +8,9 @@ around it (:func:`register_ingest`) hands those records to the transactional out
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
@@ -18,7 +18,7 @@ from faust.types import TP
 from agents.records_out import OutputWriter, utc_iso
 from agents.routing.channels import notification_id, resolve_channels, suppression_reason
 from agents.routing.render import Rendered, TemplateError, TemplateRenderer
-from pipeline.kafka.outbox import OutRecord
+from pipeline.kafka.outbox import OutboxCommitError, OutRecord
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.validation import Invalid, parse_event
 from tables.dedupe import DedupeLedger, prune_expired
@@ -195,10 +195,6 @@ class EventRouter:
         return [invalid, status]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def register_ingest(clarion: Clarion) -> None:
     """The Faust agent: one event at a time in, transactional batches out."""
     app = clarion.app
@@ -215,6 +211,14 @@ def register_ingest(clarion: Clarion) -> None:
         clock=clarion.clock,
     )
     events_topic = clarion.events_topic.get_topic_name()
+
+    async def commit(flush: Awaitable[None]) -> None:
+        try:
+            await flush
+        except OutboxCommitError as exc:
+            # The batch is gone from memory and its offsets are not committed: carrying on
+            # would commit later offsets over it. Stop; a restart processes it again.
+            await app.crash(exc)
 
     @app.agent(clarion.events_topic, name="clarion.ingest")
     async def ingest(stream):  # type: ignore[no-untyped-def]
@@ -242,7 +246,7 @@ def register_ingest(clarion: Clarion) -> None:
                     user_id=None,
                 )
             if outbox.add(source.partition, source.offset, records):
-                await outbox.flush(source.partition)
+                await commit(outbox.flush(source.partition))
 
     window = clarion.settings.dedupe_window
 
@@ -256,7 +260,7 @@ def register_ingest(clarion: Clarion) -> None:
 
     @app.timer(clarion.settings.commit_linger, name="clarion.ingest.commit")  # type: ignore[untyped-decorator]
     async def commit_pending() -> None:
-        await outbox.flush_all()
+        await commit(outbox.flush_all())
 
     # mode's signal handler type (VarArg/NamedArg) has no spelling mypy accepts here.
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
