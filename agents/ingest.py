@@ -43,6 +43,7 @@ class EventRouter:
     writer: OutputWriter
     renderer: TemplateRenderer
     ledger: DedupeLedger
+    dedupe_changelog: str
     preferences: Mapping[str, UserPreferences]
     max_event_bytes: int
     clock: Callable[[], datetime]
@@ -79,14 +80,18 @@ class EventRouter:
             return self.reject(
                 message, str(exc), at, event_id=event.event_id, user_id=event.user_id
             )
-        self.ledger.record(
+        remembered = self.ledger.record(
             user_id=event.user_id,
             event_id=event.event_id,
             dedupe_key=event.dedupe_key,
             source=source,
             now=now.timestamp(),
         )
-        return [self._event_status(event, "accepted", at), *routed]
+        changes = [
+            self.writer.table_change(self.dedupe_changelog, message.partition, key, value)
+            for key, value in remembered
+        ]
+        return [self._event_status(event, "accepted", at), *routed, *changes]
 
     def _route(
         self,
@@ -202,10 +207,10 @@ def register_ingest(clarion: Clarion) -> None:
     router = EventRouter(
         writer=clarion.writer,
         renderer=clarion.renderer,
-        # Through the table, so Faust writes the changelog: a changelog written inside the
-        # outbox transaction would end in a commit marker that Faust's recovery waits on
-        # forever ("need offset N, have N-1").
-        ledger=DedupeLedger(table=clarion.dedupe_table, window=clarion.settings.dedupe_window),
+        # The store, not the table: Faust would send one changelog message per write; the
+        # router returns the changes and the outbox writes them in batches instead.
+        ledger=DedupeLedger(table=clarion.dedupe_table.data, window=clarion.settings.dedupe_window),
+        dedupe_changelog=clarion.dedupe_table.changelog_topic.get_topic_name(),
         preferences=clarion.preferences_table,
         max_event_bytes=clarion.settings.max_event_bytes,
         clock=clarion.clock,

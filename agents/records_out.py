@@ -83,6 +83,12 @@ class OutputWriter:
         # Same key, same partition as the original, so the two are easy to line up.
         return OutRecord(self.topics.invalid, partition, key, orjson.dumps(record.asdict()))
 
+    def table_change(
+        self, changelog_topic: str, partition: int, key: str, value: object
+    ) -> OutRecord:
+        """A changelog record as Faust's JSON-serialized table writes it."""
+        return OutRecord(changelog_topic, partition, orjson.dumps(key), orjson.dumps(value))
+
     def delivery(self, delivery: dict[str, Any], *, partition: int) -> OutRecord:
         """A Delivery (every field of the record, in a dict) on its channel's topic."""
         return OutRecord(

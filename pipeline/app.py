@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from agents.records_out import OutputWriter
 from agents.routing.render import TemplateRenderer
@@ -55,6 +56,18 @@ class Clarion:
     writer: OutputWriter
     renderer: TemplateRenderer
     clock: Callable[[], datetime] = field(default=utc_now)
+
+
+def _persisted_offset_recorder(app: faust.App, table: Any) -> Callable[[str, int, int], None]:
+    """Tell the table how far its changelog is already in the local store, after a batch."""
+
+    def record(topic: str, partition: int, offset: int) -> None:
+        tp = TP(topic, partition)
+        # A batch may land after its partition moved to another worker; leave that store be.
+        if tp in app.assignor.assigned_actives():
+            table.data.set_persisted_offset(tp, offset)
+
+    return record
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Clarion:
@@ -118,6 +131,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             source_topic=topics.events,
             transactional_prefix=f"{settings.app_id}-ingest",
             max_pending=settings.commit_batch,
+            changelog_topics=frozenset({dedupe_table.changelog_topic.get_topic_name()}),
+            on_changelog_written=_persisted_offset_recorder(app, dedupe_table),
         ),
         writer=OutputWriter(topics=topics, partitions=settings.partitions),
         renderer=TemplateRenderer(template_dirs=template_dirs),

@@ -2,9 +2,13 @@
 
 Entries are ``[first_seen, partition, offset]`` under ``user␟e␟event_id`` and
 ``user␟k␟dedupe_key``. The partition and offset let a replay of the very same message after
-a crash (whose output transaction was aborted) be told apart from a true duplicate. Entries
-expire: reads ignore anything older than the window, the changelog deletes segments older
-than twice the window, and :func:`prune_expired` drops them from the local store.
+a crash (whose output transaction was aborted) be told apart from a true duplicate.
+
+The ledger writes the local store only; the entries :meth:`DedupeLedger.record` returns go
+to the table's changelog in one batch per commit, because Faust's one changelog message per
+write costs more than the rest of routing. Entries expire: reads ignore anything older than
+the window, the changelog deletes segments older than twice the window, and
+:func:`prune_expired` drops them from the local store.
 """
 
 from __future__ import annotations
@@ -62,12 +66,17 @@ class DedupeLedger:
         dedupe_key: str | None,
         source: tuple[int, int],
         now: float,
-    ) -> None:
+    ) -> list[tuple[str, list[Any]]]:
+        """Remember the event; return the entries written, for the changelog."""
+        written: list[tuple[str, list[Any]]] = []
         for key, _ in _keys(user_id, event_id, dedupe_key):
             entry = self.table.get(key)
             # A replay of the same message keeps its first entry: one changelog write, not two.
             if entry is None or (entry[1], entry[2]) != source:
-                self.table[key] = [now, *source]
+                value = [now, *source]
+                self.table[key] = value
+                written.append((key, value))
+        return written
 
 
 def changelog_config(window: float) -> dict[str, str]:

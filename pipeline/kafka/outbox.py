@@ -8,6 +8,11 @@ consumer offset in one Kafka transaction per source partition. A crash before th
 aborts the output and the events are processed again; a crash after it loses nothing and
 repeats nothing. Transactional ids are per source partition, so a worker that takes over a
 partition fences the previous owner's unfinished transaction.
+
+Table changelogs are the exception: Faust's recovery waits for the offset of a changelog's
+last record, and a transactional changelog ends in a commit marker that is never delivered,
+so recovery would wait forever. Records for ``changelog_topics`` are therefore written
+before the transaction, without one.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class OutboxCommitError(RuntimeError):
 @dataclass(slots=True)
 class _Pending:
     records: list[OutRecord] = field(default_factory=list)
+    changelog: list[OutRecord] = field(default_factory=list)
     next_offset: int | None = None
 
 
@@ -53,15 +59,25 @@ class TransactionalOutbox:
     transactional_prefix: str
     max_pending: int = 2000
     producer_options: Mapping[str, Any] = field(default_factory=dict)
-    on_committed: Callable[[int, int], None] | None = None
+    # Table changelogs must stay outside transactions (see module docstring); records for
+    # these topics are written first, plainly, and ``on_changelog_written`` learns the last
+    # offset written per (topic, partition) so the table's recovery can start there.
+    changelog_topics: frozenset[str] = frozenset()
+    on_changelog_written: Callable[[str, int, int], None] | None = None
     _pending: dict[int, _Pending] = field(default_factory=lambda: defaultdict(_Pending))
     _producers: dict[int, AIOKafkaProducer] = field(default_factory=dict)
+    _changelog_producer: AIOKafkaProducer | None = None
     _locks: dict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def add(self, partition: int, offset: int, records: Iterable[OutRecord]) -> bool:
         """Queue the output of the event at ``offset``; True when the partition should flush."""
         pending = self._pending[partition]
-        pending.records.extend(records)
+        changelog_topics = self.changelog_topics
+        for record in records:
+            if record.topic in changelog_topics:
+                pending.changelog.append(record)
+            else:
+                pending.records.append(record)
         pending.next_offset = offset + 1
         return len(pending.records) >= self.max_pending
 
@@ -97,8 +113,6 @@ class TransactionalOutbox:
                     await self._drop_producer(partition)
                     await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
                 else:
-                    if self.on_committed is not None:
-                        self.on_committed(partition, pending.next_offset)
                     return
             raise OutboxCommitError(
                 f"could not commit the output of {self.source_topic}[{partition}] "
@@ -106,29 +120,36 @@ class TransactionalOutbox:
             )
 
     async def _commit(self, partition: int, pending: _Pending) -> None:
-        producer = await self._producer_for(partition)
-        by_destination: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
-        for record in pending.records:
-            by_destination[record.topic, record.partition].append(record)
         assert pending.next_offset is not None
+        if pending.changelog:
+            await self._write_changelog(pending.changelog)
+        producer = await self._producer_for(partition)
         async with producer.transaction():
-            delivered: list[asyncio.Future[Any]] = []
-            for (topic, destination), records in by_destination.items():
-                batch = producer.create_batch()
-                for record in records:
-                    if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                        delivered.append(
-                            await producer.send_batch(batch, topic, partition=destination)
-                        )
-                        batch = producer.create_batch()
-                        batch.append(key=record.key, value=record.value, timestamp=None)
-                delivered.append(await producer.send_batch(batch, topic, partition=destination))
             # aiokafka commits even when a batch failed; raising here aborts the transaction.
-            await asyncio.gather(*delivered)
+            await asyncio.gather(*[sent for sent, _ in await _send(producer, pending.records)])
             await producer.send_offsets_to_transaction(
                 {TopicPartition(self.source_topic, partition): pending.next_offset},
                 self.group_id,
             )
+
+    async def _write_changelog(self, records: list[OutRecord]) -> None:
+        # Written before the transaction: if the transaction then fails, the table remembers
+        # events whose output was aborted, which the table's users must tolerate (the dedupe
+        # ledger does, by remembering the offset that created each entry).
+        if self._changelog_producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                **self.producer_options,
+            )
+            await producer.start()
+            self._changelog_producer = producer
+        for sent, (topic, destination, count) in await _send(self._changelog_producer, records):
+            metadata = await sent
+            if self.on_changelog_written is not None:
+                self.on_changelog_written(topic, destination, metadata.offset + count - 1)
 
     async def _producer_for(self, partition: int) -> AIOKafkaProducer:
         producer = self._producers.get(partition)
@@ -175,3 +196,30 @@ class TransactionalOutbox:
             await self.flush_all()
         for partition in list(self._producers):
             await self._drop_producer(partition)
+        if self._changelog_producer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._changelog_producer.stop()
+            self._changelog_producer = None
+
+
+async def _send(
+    producer: AIOKafkaProducer, records: list[OutRecord]
+) -> list[tuple[asyncio.Future[Any], tuple[str, int, int]]]:
+    """Send records in one batch per destination partition; the futures and what each holds."""
+    by_destination: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+    for record in records:
+        by_destination[record.topic, record.partition].append(record)
+    sent: list[tuple[asyncio.Future[Any], tuple[str, int, int]]] = []
+    for (topic, destination), group in by_destination.items():
+        batch = producer.create_batch()
+        count = 0
+        for record in group:
+            if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                future = await producer.send_batch(batch, topic, partition=destination)
+                sent.append((future, (topic, destination, count)))
+                batch, count = producer.create_batch(), 0
+                batch.append(key=record.key, value=record.value, timestamp=None)
+            count += 1
+        future = await producer.send_batch(batch, topic, partition=destination)
+        sent.append((future, (topic, destination, count)))
+    return sent

@@ -47,6 +47,7 @@ def router(
         writer=OutputWriter(topics=TOPICS, partitions=8),
         renderer=TemplateRenderer(template_dirs=[BUILTIN_TEMPLATES]),
         ledger=DedupeLedger(table=dedupe_table, window=3600.0),
+        dedupe_changelog="c-dedupe-changelog",
         preferences=preferences,
         max_event_bytes=4096,
         clock=lambda: NOW,
@@ -88,6 +89,7 @@ def test_routed_event_gives_accepted_then_a_delivery_and_queued_per_target(
         "c.status",
         "c.deliver.in_app",
         "c.status",
+        "c-dedupe-changelog",
     ]
     deliveries = [v for t, v in decoded(out) if t.startswith("c.deliver.")]
     assert [d["address"] for d in deliveries] == ["ann@example.com", "t1", "t2", "ann"]
@@ -132,6 +134,16 @@ def test_second_event_with_the_same_id_is_a_duplicate(router: EventRouter) -> No
     out = decoded(router.process(message(event(title="again"), offset=2)))
     assert out == [("c.status", out[0][1])]
     assert out[0][1]["status"] == "duplicate"
+
+
+def test_dedupe_entries_go_to_the_changelog_in_the_events_partition(router: EventRouter) -> None:
+    out = router.process(message(event(dedupe_key="k"), offset=4))
+    changes = [r for r in out if r.topic == "c-dedupe-changelog"]
+    assert [(r.partition, orjson.loads(r.key)) for r in changes] == [
+        (3, "ann\x1fe\x1fe1"),
+        (3, "ann\x1fk\x1fk"),
+    ]
+    assert [orjson.loads(r.value)[1:] for r in changes] == [[3, 4], [3, 4]]
 
 
 def test_all_channels_opted_out_is_suppressed_with_the_reasons(router: EventRouter) -> None:
