@@ -12,7 +12,7 @@ import faust
 
 from pipeline.app import create_app, topic_specs
 from pipeline.kafka.admin import ensure_topics
-from pipeline.kafka.local import LocalKafka
+from pipeline.kafka.local import LocalKafka, fetch_kafka
 from pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def run_worker(settings: Settings) -> None:
 def run_dev(settings: Settings) -> None:
     """A local Apache Kafka broker plus one worker; Ctrl-C stops both."""
     kafka = LocalKafka(data_dir=Path(settings.data_dir) / "kafka", port=settings.dev_kafka_port)
+    print("resolving the Apache Kafka broker jars (Maven, first run only) ...", flush=True)  # noqa: T201
+    print(f"broker jars in {fetch_kafka()}", flush=True)  # noqa: T201
     print(f"starting Apache Kafka on {kafka.bootstrap} (data in {kafka.data_dir}) ...", flush=True)  # noqa: T201
     with kafka:
         print(  # noqa: T201
