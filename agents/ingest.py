@@ -8,18 +8,17 @@ around it (:func:`register_ingest`) hands those records to the transactional out
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
+from agents.dispatch import Arrival, Dispatcher, millis
 from agents.records_out import OutputWriter, utc_iso
-from agents.routing.channels import notification_id, resolve_channels, suppression_reason
-from agents.routing.render import Rendered, TemplateError, TemplateRenderer
+from agents.routing.render import TemplateError
 from pipeline.kafka.outbox import OutboxCommitError, OutRecord
-from schemas.records import NotificationEvent, UserPreferences
 from schemas.validation import Invalid, parse_event
 from tables.dedupe import DedupeLedger, prune_expired
 
@@ -41,10 +40,9 @@ class SourceMessage:
 @dataclass(kw_only=True, slots=True)
 class EventRouter:
     writer: OutputWriter
-    renderer: TemplateRenderer
+    dispatcher: Dispatcher
     ledger: DedupeLedger
     dedupe_changelog: str
-    preferences: Mapping[str, UserPreferences]
     max_event_bytes: int
     clock: Callable[[], datetime]
 
@@ -71,15 +69,18 @@ class EventRouter:
             now=now.timestamp(),
         )
         if duplicate is not None:
-            return [self._event_status(event, "duplicate", at, duplicate.reason)]
+            return [self.dispatcher.event_status(event, "duplicate", at, duplicate.reason)]
 
-        preferences = self.preferences.get(event.user_id)
+        arrival = Arrival(
+            partition=message.partition, sequence=message.offset, arrived_ms=millis(now)
+        )
         try:
-            routed = self._route(event, preferences, message.partition, at)
+            routed = self.dispatcher.dispatch(event, arrival, now)
         except TemplateError as exc:
             return self.reject(
                 message, str(exc), at, event_id=event.event_id, user_id=event.user_id
             )
+        self.dispatcher.timers.stage(message.partition, routed)
         remembered = self.ledger.record(
             user_id=event.user_id,
             event_id=event.event_id,
@@ -91,84 +92,8 @@ class EventRouter:
             self.writer.table_change(self.dedupe_changelog, message.partition, key, value)
             for key, value in remembered
         ]
-        return [self._event_status(event, "accepted", at), *routed, *changes]
-
-    def _route(
-        self,
-        event: NotificationEvent,
-        preferences: UserPreferences | None,
-        partition: int,
-        at: str,
-    ) -> list[OutRecord]:
-        resolution = resolve_channels(event, preferences)
-        if not resolution.targets:
-            return [self._event_status(event, "suppressed", at, suppression_reason(resolution))]
-        out: list[OutRecord] = []
-        locale = event.locale or (preferences.locale if preferences else None)
-        rendered_by_channel: dict[str, Rendered] = {}
-        for target in resolution.targets:
-            rendered = rendered_by_channel.get(target.channel)
-            if rendered is None:
-                rendered = self.renderer.render(event, target.channel, locale)
-                rendered_by_channel[target.channel] = rendered
-            delivery_id = notification_id(
-                event.user_id, event.event_id, target.channel, target.address
-            )
-            delivery = {
-                "notification_id": delivery_id,
-                "user_id": event.user_id,
-                "channel": target.channel,
-                "address": target.address,
-                "subject": rendered.subject,
-                "body": rendered.body,
-                "html": rendered.html,
-                "event_ids": [event.event_id],
-                "priority": event.priority,
-                "category": event.category,
-                "created_at": event.created_at or at,
-                "locale": locale,
-                "tenant_id": event.tenant_id,
-                "attempt": 1,
-                "not_before": None,
-            }
-            out.append(self.writer.delivery(delivery, partition=partition))
-            out.append(
-                self.writer.status(
-                    notification_id=delivery_id,
-                    status="queued",
-                    at=at,
-                    event_ids=[event.event_id],
-                    user_id=event.user_id,
-                    channel=target.channel,
-                )
-            )
-        # Channels the producer asked for by name and did not get deserve a trace.
-        for channel, reason in resolution.suppressed.items():
-            if event.channels and channel in event.channels:
-                out.append(
-                    self.writer.status(
-                        notification_id=notification_id(event.user_id, event.event_id, channel, ""),
-                        status="suppressed",
-                        at=at,
-                        event_ids=[event.event_id],
-                        user_id=event.user_id,
-                        channel=channel,
-                        reason=reason,
-                    )
-                )
-        return out
-
-    def _event_status(
-        self, event: NotificationEvent, status: str, at: str, reason: str | None = None
-    ) -> OutRecord:
-        return self.writer.status(
-            notification_id=event.event_id,
-            status=status,
-            at=at,
-            event_ids=[event.event_id],
-            user_id=event.user_id,
-            reason=reason,
-        )
+        accepted = self.dispatcher.event_status(event, "accepted", at)
+        return [accepted, *routed, *changes]
 
     def reject(
         self,
@@ -206,12 +131,11 @@ def register_ingest(clarion: Clarion) -> None:
     outbox = clarion.outbox
     router = EventRouter(
         writer=clarion.writer,
-        renderer=clarion.renderer,
+        dispatcher=clarion.dispatcher,
         # The store, not the table: Faust would send one changelog message per write; the
         # router returns the changes and the outbox writes them in batches instead.
         ledger=DedupeLedger(table=clarion.dedupe_table.data, window=clarion.settings.dedupe_window),
         dedupe_changelog=clarion.dedupe_table.changelog_topic.get_topic_name(),
-        preferences=clarion.preferences_table,
         max_event_bytes=clarion.settings.max_event_bytes,
         clock=clarion.clock,
     )
@@ -267,15 +191,32 @@ def register_ingest(clarion: Clarion) -> None:
     async def commit_pending() -> None:
         await commit(outbox.flush_all())
 
+    timer_table, sweeper = clarion.timer_table, clarion.sweeper
+
+    @app.timer(clarion.settings.sweep_interval, name="clarion.timers.sweep")  # type: ignore[untyped-decorator]
+    async def sweep_due() -> None:
+        swept = False
+        for partition in timer_table.ready_partitions:
+            records = sweeper.sweep(partition)
+            if records:
+                outbox.add_unsourced(partition, records)
+                swept = True
+        if swept:
+            await commit(outbox.flush_all())
+
     # mode's signal handler type (VarArg/NamedArg) has no spelling mypy accepts here.
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def claim_assigned(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
         # Faust reads the committed offsets right after this signal, so fencing here means
         # it never starts from an offset a dead worker's transaction is about to change.
-        assigned = app.consumer.assignment()
-        await outbox.claim(tp.partition for tp in assigned if tp.topic == events_topic)
+        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic]
+        await outbox.claim(assigned)
+        # Fenced first, so the timers changelog cannot change under the recovery.
+        await timer_table.recover(assigned)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def release_revoked(_sender: Any, *args: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
         revoked: set[TP] = args[0]
-        await outbox.release(tp.partition for tp in revoked if tp.topic == events_topic)
+        partitions = [tp.partition for tp in revoked if tp.topic == events_topic]
+        await outbox.release(partitions)
+        timer_table.release(partitions)

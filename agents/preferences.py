@@ -22,6 +22,7 @@ def register_preferences(clarion: Clarion) -> None:
     writer = clarion.writer
     topic_name = clarion.preferences_topic.get_topic_name()
     max_bytes = clarion.settings.max_event_bytes
+    sweeper = clarion.sweeper
 
     @app.agent(clarion.preferences_topic, name="clarion.preferences")
     async def preferences(stream):  # type: ignore[no-untyped-def]
@@ -30,6 +31,9 @@ def register_preferences(clarion: Clarion) -> None:
             user_id = message.key.decode("utf-8", "replace") if message.key else None
             error = _apply(table, user_id, message.value, max_bytes)
             if error is None:
+                if user_id:
+                    # Held notifications are judged again under the new preferences.
+                    sweeper.touch(message.partition, user_id)
                 continue
             invalid = writer.invalid(
                 raw=message.value,

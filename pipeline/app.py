@@ -3,40 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TP
 
+from agents.dispatch import Dispatcher
 from agents.records_out import OutputWriter
+from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
+from pipeline.clock import Clock, clock_for
 from pipeline.kafka.admin import TopicSpec
-from pipeline.kafka.outbox import TransactionalOutbox
+from pipeline.kafka.outbox import OutRecord, TransactionalOutbox
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 from schemas.records import UserPreferences
 from tables.dedupe import changelog_config
+from tables.timers import TimerTable, due_index
+from tables.txstore import TransactionalTable
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+# Tombstones in the timers changelog outlive any local copy trusted for recovery by 2x.
+TIMERS_DELETE_RETENTION_S = 7 * 86400
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic a worker needs before it starts, all with the same partition count."""
     names = TopicNames(prefix=settings.topic_prefix)
     compacted = {"cleanup.policy": "compact"}
+    configs = {
+        names.preferences: compacted,
+        names.timers: {
+            **compacted,
+            "delete.retention.ms": str(TIMERS_DELETE_RETENTION_S * 1000),
+        },
+    }
     return [
-        TopicSpec(
-            name=name,
-            partitions=settings.partitions,
-            config=compacted if name == names.preferences else {},
-        )
+        TopicSpec(name=name, partitions=settings.partitions, config=configs.get(name, {}))
         for name in [*names.user_keyed(), *names.other()]
     ]
 
@@ -55,7 +61,10 @@ class Clarion:
     outbox: TransactionalOutbox
     writer: OutputWriter
     renderer: TemplateRenderer
-    clock: Callable[[], datetime] = field(default=utc_now)
+    timer_table: TransactionalTable
+    dispatcher: Dispatcher
+    sweeper: Sweeper
+    clock: Clock
 
 
 def _persisted_offset_recorder(app: faust.App, table: Any) -> Callable[[str, int, int], None]:
@@ -70,7 +79,18 @@ def _persisted_offset_recorder(app: faust.App, table: Any) -> Callable[[str, int
     return record
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Clarion:
+def _apply_committed(
+    table: TransactionalTable,
+) -> Callable[[int, list[OutRecord], dict[tuple[str, int], int]], None]:
+    def apply(partition: int, records: list[OutRecord], last: dict[tuple[str, int], int]) -> None:
+        offset = last.get((table.changelog_topic, partition))
+        if offset is not None:
+            table.apply(partition, records, offset)
+
+    return apply
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     from agents.ingest import register_ingest  # noqa: PLC0415 - agents import this module
     from agents.preferences import register_preferences  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
@@ -117,6 +137,27 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     template_dirs = [BUILTIN_TEMPLATES]
     if settings.template_dir is not None:
         template_dirs.insert(0, settings.template_dir)
+    clock = clock or clock_for(settings.clock_file)
+    timer_table = TransactionalTable(
+        name="timers",
+        changelog_topic=topics.timers,
+        path=settings.data_dir / "timers",
+        bootstrap_servers=settings.bootstrap_servers,
+        index_of=due_index,
+        max_checkpoint_age=TIMERS_DELETE_RETENTION_S / 2,
+        consumer_options=dict(settings.kafka_options),
+    )
+    timers = TimerTable(table=timer_table)
+    writer = OutputWriter(topics=topics, partitions=settings.partitions)
+    renderer = TemplateRenderer(template_dirs=template_dirs)
+    dispatcher = Dispatcher(
+        writer=writer,
+        renderer=renderer,
+        timers=timers,
+        preferences=preferences_table,
+        default_caps=settings.default_caps,
+        digest_window_seconds=settings.digest_window,
+    )
     clarion = Clarion(
         settings=settings,
         app=app,
@@ -133,9 +174,19 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             max_pending=settings.commit_batch,
             changelog_topics=frozenset({dedupe_table.changelog_topic.get_topic_name()}),
             on_changelog_written=_persisted_offset_recorder(app, dedupe_table),
+            on_committed=_apply_committed(timer_table),
+            on_dropped=lambda partition: timer_table.release([partition]),
         ),
-        writer=OutputWriter(topics=topics, partitions=settings.partitions),
-        renderer=TemplateRenderer(template_dirs=template_dirs),
+        writer=writer,
+        renderer=renderer,
+        timer_table=timer_table,
+        dispatcher=dispatcher,
+        sweeper=Sweeper(
+            dispatcher=dispatcher,
+            timers=timers,
+            preferences=preferences_table,
+            clock=clock,
+        ),
         clock=clock,
     )
     register_preferences(clarion)

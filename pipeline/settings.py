@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.records import CHANNELS
+
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 
 
@@ -40,6 +42,20 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _caps(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """``email:10,sms:3``: at most that many individual notifications per hour and channel."""
+    caps: dict[str, int] = {}
+    for entry in filter(None, (part.strip() for part in env.get(name, "").split(","))):
+        channel, _, count = entry.partition(":")
+        if channel.strip() not in CHANNELS or not count.strip().isdigit():
+            raise SettingsError(
+                f"{name} must look like 'email:10,sms:3' with channels from "
+                f"{', '.join(CHANNELS)}; got {entry!r}"
+            )
+        caps[channel.strip()] = int(count)
+    return caps
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a Clarion process needs to know; build it with :meth:`from_env`."""
@@ -65,6 +81,13 @@ class Settings:
     commit_linger: float = 0.2
     # How long the group waits for a silent worker before giving its partitions to others.
     session_timeout: float = 60.0
+    # How often each worker looks for held notifications and digest windows that are due.
+    sweep_interval: float = 1.0
+    # Hourly cap per channel for users whose preferences name none; absent means no cap.
+    default_caps: Mapping[str, int] = field(default_factory=dict)
+    # A file holding the current time (RFC 3339) instead of the system clock: for tests and
+    # demos that need to move through quiet hours and digest windows in seconds.
+    clock_file: Path | None = None
     kafka_options: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -76,6 +99,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         template_dir = env.get("CLARION_TEMPLATE_DIR")
+        clock_file = env.get("CLARION_CLOCK_FILE")
         return cls(
             broker=env.get("CLARION_BROKER") or DEFAULT_BROKER,
             topic_prefix=env.get("CLARION_TOPIC_PREFIX", "clarion."),
@@ -95,6 +119,9 @@ class Settings:
             commit_batch=_int(env, "CLARION_COMMIT_BATCH", 2000),
             commit_linger=_float(env, "CLARION_COMMIT_LINGER", 0.2),
             session_timeout=_float(env, "CLARION_SESSION_TIMEOUT", 60.0),
+            sweep_interval=_float(env, "CLARION_SWEEP_INTERVAL", 1.0),
+            default_caps=_caps(env, "CLARION_DEFAULT_CAPS"),
+            clock_file=Path(clock_file) if clock_file else None,
             kafka_options={
                 name.removeprefix("CLARION_KAFKA_").lower(): value
                 for name, value in env.items()

@@ -35,6 +35,11 @@ class TopicNames:
     def dlq(self) -> str:
         return f"{self.prefix}dlq"
 
+    @property
+    def timers(self) -> str:
+        """Changelog of held notifications and digest windows, written in transactions."""
+        return f"{self.prefix}timers"
+
     def deliver(self, channel: str) -> str:
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
@@ -45,6 +50,7 @@ class TopicNames:
         return [
             self.events,
             self.preferences,
+            self.timers,
             self.retry,
             self.dlq,
             *(self.deliver(channel) for channel in CHANNELS),

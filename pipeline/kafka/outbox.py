@@ -64,6 +64,11 @@ class TransactionalOutbox:
     # offset written per (topic, partition) so the table's recovery can start there.
     changelog_topics: frozenset[str] = frozenset()
     on_changelog_written: Callable[[str, int, int], None] | None = None
+    # Told, after each committed transaction, its source partition, its records and the last
+    # offset written per destination (topic, partition): transactional tables apply their
+    # writes then. Told too when a partition's open batch is dropped because it was fenced.
+    on_committed: Callable[[int, list[OutRecord], dict[tuple[str, int], int]], None] | None = None
+    on_dropped: Callable[[int], None] | None = None
     _pending: dict[int, _Pending] = field(default_factory=lambda: defaultdict(_Pending))
     _producers: dict[int, AIOKafkaProducer] = field(default_factory=dict)
     _changelog_producer: AIOKafkaProducer | None = None
@@ -81,8 +86,16 @@ class TransactionalOutbox:
         pending.next_offset = offset + 1
         return len(pending.records) >= self.max_pending
 
+    def add_unsourced(self, partition: int, records: Iterable[OutRecord]) -> None:
+        """Queue output that no consumed event caused (timers firing) with the partition's."""
+        self._pending[partition].records.extend(records)
+
     def pending_partitions(self) -> list[int]:
-        return [p for p, pending in self._pending.items() if pending.next_offset is not None]
+        return [
+            p
+            for p, pending in self._pending.items()
+            if pending.next_offset is not None or pending.records
+        ]
 
     async def flush_all(self) -> None:
         # One producer per partition: their transactions can be in flight at the same time.
@@ -91,7 +104,7 @@ class TransactionalOutbox:
     async def flush(self, partition: int) -> None:
         async with self._locks[partition]:
             pending = self._pending.pop(partition, None)
-            if pending is None or pending.next_offset is None:
+            if pending is None or (pending.next_offset is None and not pending.records):
                 return
             for attempt in range(1, _COMMIT_ATTEMPTS + 1):
                 try:
@@ -102,6 +115,8 @@ class TransactionalOutbox:
                         "partition %d was taken over; dropping its open batch", partition
                     )
                     await self._drop_producer(partition)
+                    if self.on_dropped is not None:
+                        self.on_dropped(partition)
                     return
                 except KafkaError:
                     logger.exception(
@@ -120,17 +135,25 @@ class TransactionalOutbox:
             )
 
     async def _commit(self, partition: int, pending: _Pending) -> None:
-        assert pending.next_offset is not None
         if pending.changelog:
             await self._write_changelog(pending.changelog)
         producer = await self._producer_for(partition)
+        last_offsets: dict[tuple[str, int], int] = {}
         async with producer.transaction():
+            sent = await _send(producer, pending.records)
             # aiokafka commits even when a batch failed; raising here aborts the transaction.
-            await asyncio.gather(*[sent for sent, _ in await _send(producer, pending.records)])
-            await producer.send_offsets_to_transaction(
-                {TopicPartition(self.source_topic, partition): pending.next_offset},
-                self.group_id,
-            )
+            written = await asyncio.gather(*[future for future, _ in sent])
+            for metadata, (topic, destination, count) in zip(
+                written, (s for _, s in sent), strict=True
+            ):
+                last_offsets[topic, destination] = metadata.offset + count - 1
+            if pending.next_offset is not None:
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(self.source_topic, partition): pending.next_offset},
+                    self.group_id,
+                )
+        if self.on_committed is not None:
+            self.on_committed(partition, pending.records, last_offsets)
 
     async def _write_changelog(self, records: list[OutRecord]) -> None:
         # Written before the transaction: if the transaction then fails, the table remembers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,13 +11,10 @@ import pytest
 
 from agents.ingest import EventRouter, SourceMessage
 from agents.records_out import OutputWriter
-from agents.routing.render import TemplateRenderer
-from pipeline.app import BUILTIN_TEMPLATES
-from pipeline.topics import TopicNames
 from schemas.records import Delivery, StatusChange, UserPreferences
 from tables.dedupe import DedupeLedger
+from tests.helpers.timers import TOPICS, dispatcher, local_timer_table
 
-TOPICS = TopicNames(prefix="c.")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
@@ -41,14 +39,13 @@ def preferences() -> dict[str, UserPreferences]:
 
 @pytest.fixture
 def router(
-    dedupe_table: dict[str, list[Any]], preferences: dict[str, UserPreferences]
+    dedupe_table: dict[str, list[Any]], preferences: dict[str, UserPreferences], tmp_path: Path
 ) -> EventRouter:
     return EventRouter(
         writer=OutputWriter(topics=TOPICS, partitions=8),
-        renderer=TemplateRenderer(template_dirs=[BUILTIN_TEMPLATES]),
+        dispatcher=dispatcher(local_timer_table(tmp_path), preferences),
         ledger=DedupeLedger(table=dedupe_table, window=3600.0),
         dedupe_changelog="c-dedupe-changelog",
-        preferences=preferences,
         max_event_bytes=4096,
         clock=lambda: NOW,
     )

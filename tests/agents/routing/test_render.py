@@ -288,7 +288,20 @@ def test_lookups_are_cached_after_first_render(
             "digest",
             "email",
             None,
-            {"count": 2, "events": [{"subject": "A"}, {"title": "B"}]},
+            {
+                "count": 2,
+                "events": [{"subject": "A"}, {"title": "B"}],
+                "categories": [
+                    {
+                        "name": "billing",
+                        "count": 2,
+                        "events": [
+                            {"subject": "A", "body": "a"},
+                            {"subject": None, "title": "B", "body": ""},
+                        ],
+                    }
+                ],
+            },
             False,
         ),
     ],

@@ -1,0 +1,1 @@
+"""Per-channel delivery agents and the pure pieces they are built from."""

@@ -1,0 +1,267 @@
+"""The partition-local sweep: release held events and close digest windows that are due.
+
+Runs on a timer over the partitions this worker owns and whose timers are recovered. Its
+records join the partition's pending transaction in the outbox, so a release and the deletion
+of its row commit together: a crash before the commit leaves the row to be released again by
+whoever owns the partition next; a crash after it cannot release the row a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.dispatch import Arrival, Dispatcher, millis
+from agents.records_out import utc_iso
+from agents.routing.channels import Target, notification_id, resolve_channels
+from agents.routing.decide import QUIET_REASON
+from agents.routing.render import TemplateError
+from agents.routing.schedule import quiet_until
+from pipeline.kafka.outbox import OutRecord
+from schemas.records import NotificationEvent, UserPreferences
+from schemas.timestamps import parse_timestamp
+from tables.preferences import quiet_hours_of
+from tables.timers import DIGEST, HELD, DueRow, TimerTable, held_key, item_prefix, user_prefix
+
+logger = logging.getLogger(__name__)
+
+DIGEST_TEMPLATE = "digest"
+_RETRY_BROKEN_ROW_MS = 60_000
+
+
+@dataclass(kw_only=True)
+class Sweeper:
+    dispatcher: Dispatcher
+    timers: TimerTable
+    preferences: Mapping[str, UserPreferences]
+    clock: Callable[[], datetime]
+    batch_limit: int = 1000
+    # Users whose preferences changed: their held rows are looked at again on the next sweep,
+    # so removing quiet hours releases at once instead of at the old due time.
+    _touched: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def touch(self, partition: int, user_id: str) -> None:
+        self._touched[partition].add(user_id)
+
+    def sweep(self, partition: int) -> list[OutRecord]:
+        """Records releasing what is due in ``partition``, already staged in the table."""
+        now = self.clock()
+        out: list[OutRecord] = []
+        for user_id in self._touched.pop(partition, set()):
+            out.extend(self._recheck(partition, user_id, now))
+        for row in self.timers.due(partition, millis(now), self.batch_limit):
+            out.extend(self._staged(partition, row, now))
+        return out
+
+    def _staged(self, partition: int, row: DueRow, now: datetime) -> list[OutRecord]:
+        # Staged row by row: the next row of the same user must see this one's writes.
+        try:
+            records = self._release(partition, row, now)
+        except Exception:
+            # A bug must neither lose the row nor spin on it: look again in a minute.
+            logger.exception("releasing timer row %r failed; retrying in a minute", row.key)
+            retry_at = {**row.value, "due": millis(now) + _RETRY_BROKEN_ROW_MS}
+            records = [self.timers.put(partition, row.key, retry_at)]
+        self.timers.stage(partition, records)
+        return records
+
+    def _release(self, partition: int, row: DueRow, now: datetime) -> list[OutRecord]:
+        if row.kind == HELD:
+            return self._release_held(partition, row.value, now)
+        if row.kind == DIGEST:
+            return self._close_digest(partition, row.key, row.value, now)
+        logger.error("unknown timer row kind %r; leaving it", row.kind)
+        return []
+
+    def _recheck(self, partition: int, user_id: str, now: datetime) -> list[OutRecord]:
+        """Release what only quiet hours held back, in case the user's new preferences allow."""
+        out: list[OutRecord] = []
+        now_ms = millis(now)
+        rows = [
+            *self.timers.rows(partition, user_prefix(HELD, user_id)),
+            *self.timers.rows(partition, user_prefix(DIGEST, user_id)),
+        ]
+        for key, value in rows:
+            held_for_quiet = str(value.get("reason", "")).startswith(QUIET_REASON)
+            # A digest window that has closed waits only for quiet hours.
+            closed_digest = key[:1] == DIGEST and value["end"] <= now_ms
+            if value["due"] > now_ms and (held_for_quiet or closed_digest):
+                out.extend(self._staged(partition, DueRow(key=key, kind=key[:1], value=value), now))
+        return out
+
+    def _release_held(
+        self, partition: int, value: dict[str, Any], now: datetime
+    ) -> list[OutRecord]:
+        event = NotificationEvent.from_data(value["event"])
+        channels = value.get("channels")
+        arrival = Arrival(
+            partition=partition,
+            sequence=int(value["sequence"]),
+            arrived_ms=int(value["arrived"]),
+            only_channels=tuple(channels) if channels is not None else None,
+            held=True,
+        )
+        try:
+            return self.dispatcher.dispatch(event, arrival, now)
+        except TemplateError as exc:
+            # Templates can change while an event waits; it cannot be sent, so say why.
+            at = utc_iso(now)
+            return [
+                self.dispatcher.event_status(event, "failed", at, f"could not render: {exc}"),
+                self.timers.delete(partition, held_key(event.user_id, event.event_id)),
+            ]
+
+    def _close_digest(
+        self, partition: int, key: bytes, header: dict[str, Any], now: datetime
+    ) -> list[OutRecord]:
+        user_id = header["user_id"]
+        preferences = self.preferences.get(user_id)
+        quiet = quiet_hours_of(preferences)
+        quiet_end = quiet_until(now, quiet) if quiet is not None else None
+        if quiet_end is not None:
+            return [self.timers.put(partition, key, {**header, "due": millis(quiet_end)})]
+        at = utc_iso(now)
+        items = list(self.timers.rows(partition, item_prefix(user_id, header["start"])))
+        out = [self.timers.delete(partition, item_key) for item_key, _ in items]
+        out.append(self.timers.delete(partition, key))
+        groups: dict[Target, list[NotificationEvent]] = defaultdict(list)
+        dispatcher = self.dispatcher
+        for _, item in items:
+            event = NotificationEvent.from_data(item["event"])
+            expires = parse_timestamp(event.expires_at) if event.expires_at else None
+            if expires is not None and expires <= now:
+                out.append(dispatcher.event_status(event, "expired", at, "expired in a digest"))
+                continue
+            wanted = set(item["channels"])
+            targets = [
+                t for t in resolve_channels(event, preferences).targets if t.channel in wanted
+            ]
+            if not targets:
+                reason = "no deliverable channel left when the digest closed"
+                out.append(dispatcher.event_status(event, "suppressed", at, reason))
+            for target in targets:
+                groups[target].append(event)
+        for target, events in groups.items():
+            out.extend(
+                self._digest_delivery(
+                    partition=partition,
+                    header=header,
+                    target=target,
+                    events=events,
+                    preferences=preferences,
+                    at=at,
+                )
+            )
+        return out
+
+    def _digest_delivery(
+        self,
+        *,
+        partition: int,
+        header: dict[str, Any],
+        target: Target,
+        events: list[NotificationEvent],
+        preferences: UserPreferences | None,
+        at: str,
+    ) -> list[OutRecord]:
+        user_id = header["user_id"]
+        window = f"digest:{header['start']}"
+        digest_id = notification_id(user_id, window, target.channel, target.address)
+        locale = preferences.locale if preferences else None
+        lines = [self._summary(event, target.channel, locale) for event in events]
+        rendered = self.dispatcher.renderer.render(
+            _digest_event(digest_id, user_id, header, lines), target.channel, locale
+        )
+        event_ids = [event.event_id for event in events]
+        delivery = {
+            "notification_id": digest_id,
+            "user_id": user_id,
+            "channel": target.channel,
+            "address": target.address,
+            "subject": rendered.subject,
+            "body": rendered.body,
+            "html": rendered.html,
+            "event_ids": event_ids,
+            "priority": "low",
+            "category": "digest",
+            "created_at": at,
+            "locale": locale,
+            "tenant_id": None,
+            "attempt": 1,
+            "not_before": None,
+        }
+        writer = self.dispatcher.writer
+        out = [
+            writer.delivery(delivery, partition=partition),
+            writer.status(
+                notification_id=digest_id,
+                status="queued",
+                at=at,
+                event_ids=event_ids,
+                user_id=user_id,
+                channel=target.channel,
+                reason=f"digest of {len(event_ids)}",
+            ),
+        ]
+        out.extend(
+            writer.status(
+                notification_id=event.event_id,
+                status="digested",
+                at=at,
+                event_ids=[event.event_id],
+                user_id=user_id,
+                channel=target.channel,
+                reason=f"in digest {digest_id}",
+            )
+            for event in events
+        )
+        return out
+
+    def _summary(
+        self, event: NotificationEvent, channel: str, locale: str | None
+    ) -> dict[str, Any]:
+        """One digest line: the event rendered for the channel, or its title if that fails."""
+        subject: str | None
+        body: str | None
+        try:
+            rendered = self.dispatcher.renderer.render(event, channel, locale)
+            subject, body = rendered.subject, rendered.body
+        except TemplateError:
+            subject, body = event.title, event.body
+        return {
+            "event_id": event.event_id,
+            "category": event.category,
+            "subject": subject,
+            "title": event.title,
+            "body": body,
+            "created_at": event.created_at,
+        }
+
+
+def _digest_event(
+    digest_id: str, user_id: str, header: dict[str, Any], lines: list[dict[str, Any]]
+) -> NotificationEvent:
+    by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in lines:
+        by_category[line["category"]].append(line)
+    return NotificationEvent(
+        event_id=digest_id,
+        user_id=user_id,
+        category="digest",
+        priority="low",
+        template=DIGEST_TEMPLATE,
+        data={
+            "count": len(lines),
+            "events": lines,
+            "categories": [
+                {"name": name, "count": len(group), "events": group}
+                for name, group in by_category.items()
+            ],
+            "window_start": utc_iso(datetime.fromtimestamp(header["start"] / 1000, UTC)),
+            "window_end": utc_iso(datetime.fromtimestamp(header["end"] / 1000, UTC)),
+        },
+    )

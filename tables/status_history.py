@@ -1,0 +1,164 @@
+"""Status tables: each notification's history, and each user's notifications, newest first.
+
+Pure functions from one table value to the next, never mutating their argument (a Faust
+table only sees a change when its key is assigned). When nothing changes the argument itself
+is returned, so a caller can skip the write with ``if new is not old``.
+
+The history of a notification_id, from ``clarion.status``::
+
+    {"notification_id", "user_id", "channel", "event_ids",
+     "entries": [{"status", "reason", "at"}, ...]}   # in arrival order
+
+The identifying fields are stored once rather than per entry: a digest's event_ids can be
+long, and they do not change between statuses.
+
+The user index, keyed by user_id, is a feed (see :mod:`tables.inbox`) of
+``{"notification_id", "at"}`` entries, newest first, for
+``GET /users/{user_id}/notifications?limit=&cursor=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from tables.inbox import feed_page, feed_prepend
+
+DEFAULT_MAX_ENTRIES = 50
+DEFAULT_MAX_USER_NOTIFICATIONS = 1000
+
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {
+        "sent",
+        "failed",
+        "dead_lettered",
+        "expired",
+        "suppressed",
+        "duplicate",
+        "rejected",
+        "delivered",
+        "read",
+    }
+)
+
+
+class StatusEntry(TypedDict):
+    status: str
+    reason: str | None
+    at: str
+
+
+class StatusHistory(TypedDict):
+    notification_id: str
+    user_id: str | None
+    channel: str | None
+    event_ids: list[str]
+    entries: list[StatusEntry]
+
+
+def append_status(
+    history: StatusHistory | None,
+    change: Mapping[str, Any],
+    *,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> StatusHistory:
+    """``history`` with the StatusChange ``change`` appended.
+
+    A change equal to one already recorded (same status, at and reason) is a replayed
+    record, and leaves the history as it is. Beyond ``max_entries`` the oldest entries go;
+    a notification only gets that many through long retry sequences.
+    """
+    if max_entries < 1:
+        raise ValueError(f"max_entries must be at least 1, not {max_entries!r}")
+    entry: StatusEntry = {
+        "status": change["status"],
+        "reason": change["reason"],
+        "at": change["at"],
+    }
+    if history is None:
+        return {
+            "notification_id": change["notification_id"],
+            "user_id": change["user_id"],
+            "channel": change["channel"],
+            "event_ids": list(change["event_ids"]),
+            "entries": [entry],
+        }
+    if history["notification_id"] != change["notification_id"]:
+        raise ValueError(
+            f"status of {change['notification_id']!r} given for {history['notification_id']!r}"
+        )
+    if entry in history["entries"]:
+        return history
+    return {
+        "notification_id": history["notification_id"],
+        # Event-level statuses (accepted, rejected) may not know what later ones do.
+        "user_id": history["user_id"] or change["user_id"],
+        "channel": history["channel"] or change["channel"],
+        "event_ids": _merged(history["event_ids"], change["event_ids"]),
+        "entries": [*history["entries"], entry][-max_entries:],
+    }
+
+
+def current_status(history: StatusHistory | None) -> str | None:
+    """The status that arrived last, or None for an unknown notification."""
+    if history is None or not history["entries"]:
+        return None
+    return history["entries"][-1]["status"]
+
+
+def is_terminal(status: str | None) -> bool:
+    """Whether nothing more will happen to the notification, save a provider's report."""
+    return status in TERMINAL_STATUSES
+
+
+def _merged(known: list[str], more: list[str]) -> list[str]:
+    extra = [event_id for event_id in more if event_id not in known]
+    return [*known, *extra] if extra else known
+
+
+# --- Per-user index ---------------------------------------------------------------------------
+
+
+class UserIndexEntry(TypedDict):
+    notification_id: str
+    at: str
+
+
+class StoredUserIndexEntry(UserIndexEntry):
+    seq: int
+
+
+class UserIndex(TypedDict):
+    next_seq: int
+    items: list[StoredUserIndexEntry]
+
+
+def empty_user_index() -> UserIndex:
+    return {"next_seq": 1, "items": []}
+
+
+def add_to_user_index(
+    index: UserIndex | None,
+    notification_id: str,
+    at: str,
+    *,
+    max_entries: int = DEFAULT_MAX_USER_NOTIFICATIONS,
+) -> UserIndex:
+    """``index`` with the notification on top, unless it is listed already.
+
+    ``at`` is when it was first seen, so the first status of a notification places it and
+    later ones (or replays) leave it where it is. Beyond ``max_entries`` the oldest go.
+    """
+    entry: UserIndexEntry = {"notification_id": notification_id, "at": at}
+    return feed_prepend(index or empty_user_index(), entry, max_entries=max_entries)
+
+
+def page_user_index(
+    index: UserIndex | None, limit: int, cursor: str | None = None
+) -> tuple[list[UserIndexEntry], str | None]:
+    """Up to ``limit`` of the user's notifications older than ``cursor``, newest first."""
+    entries, next_cursor = feed_page(index or empty_user_index(), limit, cursor)
+    public: list[UserIndexEntry] = [
+        {"notification_id": entry["notification_id"], "at": entry["at"]} for entry in entries
+    ]
+    return public, next_cursor

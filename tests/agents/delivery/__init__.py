@@ -1,0 +1,1 @@
+"""Tests of the delivery agents and their building blocks."""

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from schemas.records import STATUSES
+from tables.status_history import (
+    TERMINAL_STATUSES,
+    StatusHistory,
+    add_to_user_index,
+    append_status,
+    current_status,
+    is_terminal,
+    page_user_index,
+)
+
+
+def change(status: str, at: str, reason: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {
+        "notification_id": "ntf_1",
+        "event_ids": ["e1"],
+        "user_id": "u1",
+        "channel": "email",
+        "status": status,
+        "reason": reason,
+        "at": at,
+    } | fields
+
+
+def history_of(*changes: dict[str, Any], max_entries: int = 50) -> StatusHistory:
+    history = None
+    for one in changes:
+        history = append_status(history, one, max_entries=max_entries)
+    assert history is not None
+    return history
+
+
+def statuses(history: StatusHistory) -> list[str]:
+    return [entry["status"] for entry in history["entries"]]
+
+
+def test_first_change_starts_the_history() -> None:
+    assert history_of(change("queued", "t1")) == {
+        "notification_id": "ntf_1",
+        "user_id": "u1",
+        "channel": "email",
+        "event_ids": ["e1"],
+        "entries": [{"status": "queued", "reason": None, "at": "t1"}],
+    }
+
+
+def test_changes_are_kept_in_arrival_order() -> None:
+    history = history_of(change("queued", "t1"), change("sending", "t2"), change("sent", "t3"))
+    assert statuses(history) == ["queued", "sending", "sent"]
+    assert current_status(history) == "sent"
+
+
+def test_a_replayed_change_is_not_recorded_twice() -> None:
+    history = history_of(change("queued", "t1"), change("sending", "t2"), change("sent", "t3"))
+    assert append_status(history, change("sending", "t2")) is history
+    assert append_status(history, change("queued", "t1")) is history
+
+
+def test_the_same_status_at_another_moment_or_for_another_reason_is_recorded() -> None:
+    history = history_of(
+        change("retrying", "t1", "HTTP 503"),
+        change("retrying", "t2", "HTTP 503"),
+        change("retrying", "t2", "timeout"),
+    )
+    assert [entry["reason"] for entry in history["entries"]] == ["HTTP 503", "HTTP 503", "timeout"]
+
+
+def test_the_oldest_entries_drop_beyond_max_entries() -> None:
+    history = history_of(*(change("retrying", f"t{n}") for n in range(10)), max_entries=3)
+    assert [entry["at"] for entry in history["entries"]] == ["t7", "t8", "t9"]
+
+
+def test_append_never_mutates_its_argument() -> None:
+    history = history_of(change("queued", "t1"))
+    before = copy.deepcopy(history)
+    append_status(history, change("sent", "t2", event_ids=["e1", "e2"]))
+    assert history == before
+
+
+def test_missing_identifying_fields_are_filled_in_by_later_changes() -> None:
+    history = history_of(
+        change("accepted", "t1", user_id=None, channel=None, event_ids=["e1"]),
+        change("queued", "t2", event_ids=["e1", "e2"]),
+    )
+    assert history["user_id"] == "u1"
+    assert history["channel"] == "email"
+    assert history["event_ids"] == ["e1", "e2"]
+
+
+def test_a_change_for_another_notification_is_refused() -> None:
+    with pytest.raises(ValueError, match="ntf_2"):
+        append_status(
+            history_of(change("queued", "t1")), change("sent", "t2", notification_id="ntf_2")
+        )
+
+
+def test_unknown_notification_has_no_status() -> None:
+    assert current_status(None) is None
+
+
+def test_terminal_statuses() -> None:
+    assert TERMINAL_STATUSES.issubset(STATUSES)
+    for status in ("sent", "failed", "dead_lettered", "expired", "suppressed", "duplicate"):
+        assert is_terminal(status)
+    for status in ("rejected", "delivered", "read"):
+        assert is_terminal(status)
+    for status in ("accepted", "deferred", "digested", "queued", "sending", "retrying"):
+        assert not is_terminal(status)
+    assert not is_terminal(None)
+
+
+def test_user_index_is_newest_first_unique_and_paged() -> None:
+    index = None
+    for number in range(5):
+        index = add_to_user_index(index, f"n{number}", f"t{number}", max_entries=100)
+    assert index is not None
+    assert add_to_user_index(index, "n2", "t9", max_entries=100) is index
+    first, cursor = page_user_index(index, 3)
+    assert first == [
+        {"notification_id": "n4", "at": "t4"},
+        {"notification_id": "n3", "at": "t3"},
+        {"notification_id": "n2", "at": "t2"},
+    ]
+    index = add_to_user_index(index, "n5", "t5", max_entries=100)
+    rest, cursor = page_user_index(index, 3, cursor)
+    assert [entry["notification_id"] for entry in rest] == ["n1", "n0"]
+    assert cursor is None
+
+
+def test_user_index_is_bounded() -> None:
+    index = None
+    for number in range(5):
+        index = add_to_user_index(index, f"n{number}", "t", max_entries=2)
+    items, _ = page_user_index(index, 10)
+    assert [entry["notification_id"] for entry in items] == ["n4", "n3"]
+    assert page_user_index(None, 10) == ([], None)
