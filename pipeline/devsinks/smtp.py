@@ -17,6 +17,7 @@ import contextlib
 import email
 import email.policy
 import time
+import warnings
 import weakref
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -150,7 +151,15 @@ class SmtpSink:
         self._port = self._server.sockets[0].getsockname()[1]
 
     def _new_session(self) -> SMTP:
-        session = SMTP(
+        with warnings.catch_warnings():
+            # AUTH without TLS is the point of a local sink; aiosmtpd warns about it.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            session = self._smtp_session()
+        self._sessions.add(session)
+        return session
+
+    def _smtp_session(self) -> SMTP:
+        return SMTP(
             self,
             hostname="clarion-dev-smtp",
             enable_SMTPUTF8=True,
@@ -158,8 +167,6 @@ class SmtpSink:
             auth_require_tls=False,
             authenticator=self._authenticate if self._credentials else None,
         )
-        self._sessions.add(session)
-        return session
 
     async def pause(self) -> None:
         """Stop listening and hang up on open sessions: clients get "connection refused"."""
@@ -221,7 +228,8 @@ class SmtpSink:
             )
             == self._credentials
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself instead of staying silent.
+        return AuthResult(success=ok, handled=False)
 
     async def _misbehave(self, stage: Stage, server: SMTP) -> str | None:
         """The reply of a pending fault for ``stage``, consuming it; None if there is none."""
@@ -259,7 +267,8 @@ class SmtpSink:
         if refusal is not None:
             return refusal
         raw = envelope.original_content or b""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        # Wire lines end in CRLF; Python's own line ending keeps parsed parts comparable.
+        message = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
         assert isinstance(message, EmailMessage)  # guaranteed by policy.default
         mail = ReceivedMail(
             envelope_from=envelope.mail_from or "",

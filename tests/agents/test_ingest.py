@@ -3,96 +3,23 @@
 from __future__ import annotations
 
 import base64
-import json
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from typing import Any
 
 import orjson
 import pytest
 
 from tests.agents.conftest import Pipeline
-from tests.helpers.kafka import Received, TopicReader, produce, produce_json
+from tests.helpers.kafka import Received, produce, produce_json
+from tests.helpers.pipeline_io import (
+    all_topics,
+    deliveries,
+    event,
+    preferences,
+    statuses,
+    wait_for_preferences,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def preferences(user_id: str, **overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "user_id": user_id,
-        "timezone": "Europe/Paris",
-        "locale": "en",
-        "addresses": {
-            "email": f"{user_id}@example.com",
-            "phone": "+33612345678",
-            "push_tokens": ["tok-1"],
-            "webhook_url": "https://hooks.example.com/clarion",
-        },
-        "channels": {"email": True, "sms": True, "push": False, "in_app": True, "webhook": False},
-        "categories": {"marketing": {"email": False, "sms": False}},
-    }
-    value.update(overrides)
-    return value
-
-
-def event(event_id: str, user_id: str, **overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "event_id": event_id,
-        "user_id": user_id,
-        "category": "billing",
-        "priority": "high",
-        "title": f"Invoice {event_id}",
-        "body": "Your invoice is ready.",
-    }
-    value.update(overrides)
-    return value
-
-
-def wait_for_preferences(
-    pipeline: Pipeline, user_id: str, check: Any = None, timeout: float = 60.0
-) -> None:
-    """Poll the worker's view until the preferences are in its table."""
-    port = pipeline.workers[-1].web_port
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/users/{user_id}/preferences", timeout=2
-            ) as r:
-                body = json.loads(r.read())
-                if check is None or check(body):
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                raise
-        except OSError:
-            pass
-        time.sleep(0.1)  # polling interval of the deadline loop
-    raise AssertionError(f"preferences of {user_id} never reached the table")
-
-
-def deliveries(reader: TopicReader, pipeline: Pipeline) -> list[dict[str, Any]]:
-    prefix = f"{pipeline.prefix}deliver."
-    return [
-        r.json() | {"_topic": r.topic, "_key": r.key}
-        for r in reader.records
-        if r.topic.startswith(prefix)
-    ]
-
-
-def statuses(reader: TopicReader, pipeline: Pipeline) -> list[dict[str, Any]]:
-    return [r.json() for r in reader.on(pipeline.topics.status)]
-
-
-def all_topics(pipeline: Pipeline) -> list[str]:
-    t = pipeline.topics
-    return [
-        *(t.deliver(c) for c in ("email", "sms", "push", "in_app", "webhook")),
-        t.status,
-        t.invalid,
-    ]
 
 
 async def test_event_reaches_the_right_channel_topics_with_rendered_content(

@@ -214,12 +214,11 @@ class HttpClient:
         *,
         headers: Mapping[str, str] | None = None,
         data: bytes | Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> HttpReply:
         session = self._get_session()
         try:
             async with session.post(
-                url, headers=headers, data=data, auth=auth, allow_redirects=False
+                url, headers=headers, data=data, allow_redirects=False
             ) as response:
                 raw = await response.content.read(MAX_ERROR_BODY_BYTES)
                 text = _decode(raw, response.charset)

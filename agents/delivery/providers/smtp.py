@@ -104,9 +104,14 @@ def _error(address: str, exc: aiosmtplib.SMTPException) -> DeliveryError:
         if 500 <= exc.code < 600:
             return PermanentDeliveryError(reason, status=exc.code)
         return TransientDeliveryError(reason, status=exc.code)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        # E.g. STARTTLS required by config but not offered: retrying will not help,
-        # and sending in clear instead would break the operator's intent.
-        return PermanentDeliveryError(f"SMTP: {exc.message}")
-    # Timeouts, disconnects and connection failures.
-    return TransientDeliveryError(f"SMTP: {type(exc).__name__}: {exc.message}")
+    if isinstance(
+        exc,
+        aiosmtplib.SMTPTimeoutError
+        | aiosmtplib.SMTPServerDisconnected
+        | aiosmtplib.SMTPConnectError,
+    ):
+        return TransientDeliveryError(f"SMTP: {type(exc).__name__}: {exc.message}")
+    # What is left is a mismatch between our settings and the server (STARTTLS or AUTH
+    # not offered, SMTPUTF8 missing): retrying cannot help, and falling back to sending
+    # in clear or unauthenticated would go against the operator's settings.
+    return PermanentDeliveryError(f"SMTP: {exc.message}")

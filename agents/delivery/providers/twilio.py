@@ -41,7 +41,7 @@ class TwilioProvider:
     def __init__(self, config: TwilioConfig) -> None:
         self._config = config
         self._url = f"{config.base_url}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
-        self._auth = aiohttp.BasicAuth(config.account_sid, config.auth_token)
+        self._authorization = aiohttp.encode_basic_auth(config.account_sid, config.auth_token)
         self._client = HttpClient(timeout=config.timeout)
 
     async def send(self, delivery: Mapping[str, Any]) -> SendResult:
@@ -50,8 +50,11 @@ class TwilioProvider:
             # Checked locally: Twilio would refuse it too, and charge a request for it.
             raise InvalidAddressError(to, f"{to!r} is not an E.164 phone number")
         form = {"To": to, "From": self._config.sender, "Body": str(delivery["body"])}
-        headers = {IDEMPOTENCY_HEADER: str(delivery["notification_id"])}
-        reply = await self._client.post(self._url, headers=headers, data=form, auth=self._auth)
+        headers = {
+            "Authorization": self._authorization,
+            IDEMPOTENCY_HEADER: str(delivery["notification_id"]),
+        }
+        reply = await self._client.post(self._url, headers=headers, data=form)
         if reply.ok:
             # The message is accepted even if the body is odd: raising here would
             # make the agent retry, and send the SMS twice.
