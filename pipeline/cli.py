@@ -43,9 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
 
     bench = commands.add_parser("bench", help="benchmarks against a fresh local broker")
-    bench.add_argument("scenario", choices=["route"])
+    bench.add_argument("scenario", choices=["route", "digest"])
     bench.add_argument("--events", type=int, default=200_000)
     bench.add_argument("--users", type=int, default=10_000)
+    bench.add_argument(
+        "--windows", type=int, default=3, help="digest windows the events span (digest only)"
+    )
     return parser
 
 
@@ -167,9 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "kafka":
             print(fetch_kafka())
         elif args.command == "bench":
-            from bench.route import run_route_bench  # noqa: PLC0415
+            if args.scenario == "digest":
+                from bench.digest import run_digest_bench  # noqa: PLC0415
 
-            run_route_bench(settings, events=args.events, users=args.users)
+                run_digest_bench(
+                    settings, events=args.events, users=args.users, windows=args.windows
+                )
+            else:
+                from bench.route import run_route_bench  # noqa: PLC0415
+
+                run_route_bench(settings, events=args.events, users=args.users)
     except LocalKafkaError as exc:
         print(f"local Kafka: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,6 @@ tests calling :meth:`HttpSink.fail_next` and friends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,13 @@ from typing import Any, Self
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from pipeline.devsinks.recording import Fault, FaultQueue, RecordedRequest, Recorder
+from pipeline.devsinks.recording import (
+    Fault,
+    FaultQueue,
+    RecordedRequest,
+    Recorder,
+    delay_unless,
+)
 
 Echo = Callable[[str], None]
 CONTROL_PREFIX = "/_control/"
@@ -176,9 +181,7 @@ class HttpSink:
         if fault is None:
             return await handler(request)
         if fault.delay > 0:
-            # Cut short by stop(), so a test's teardown never waits for a long delay.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), fault.delay)
+            await delay_unless(self._stopping, fault.delay)
         if fault.refuse:
             return self._drop_connection(request)
         if fault.status is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from collections import deque
 from collections.abc import Mapping
@@ -15,6 +16,17 @@ from urllib.parse import parse_qsl
 from multidict import CIMultiDict, CIMultiDictProxy
 
 T = TypeVar("T")
+
+
+async def delay_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less once ``stop`` is set (so teardown never waits a delay out).
+
+    Not ``asyncio.wait_for``: on 3.11 it can swallow a cancellation that races with the
+    event, and a handler whose client hung up must stay cancelled.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 class Recorder(Generic[T]):

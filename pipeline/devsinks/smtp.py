@@ -13,7 +13,6 @@ can await arrivals without locks. Its optional control server answers:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import email.policy
 import time
@@ -27,7 +26,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from pipeline.devsinks.http import Echo, quoted
-from pipeline.devsinks.recording import FaultQueue, Recorder
+from pipeline.devsinks.recording import FaultQueue, Recorder, delay_unless
 
 Stage = Literal["rcpt", "data"]
 _REPLY_TEXT = {
@@ -184,8 +183,10 @@ class SmtpSink:
             await self._listen()
 
     async def stop(self) -> None:
-        self._stopping.set()
+        # Hang up first: that cancels handlers still waiting on a delay, whereas waking
+        # them first would make them answer on a closing connection.
         await self.pause()
+        self._stopping.set()
         if self._control is not None:
             await self._control.cleanup()
             self._control = None
@@ -238,12 +239,12 @@ class SmtpSink:
             return None
         self.faults.take()
         if pending.delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pending.delay)
-        if pending.drop:
-            if server.transport is not None:
-                server.transport.close()
-            return "421 4.3.2 Closing connection"  # never reaches the client
+            await delay_unless(self._stopping, pending.delay)
+        if pending.drop and server.transport is not None:
+            server.transport.abort()
+            # connection_lost() cancels this handler; answering would fail on the dead
+            # transport with an exception nobody retrieves.
+            await self._stopping.wait()
         return pending.reply() if pending.code is not None else None
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name

@@ -1,0 +1,196 @@
+"""What every ``clarion bench`` scenario shares: a fresh broker, a baseline and a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+from pipeline.app import topic_specs
+from pipeline.kafka.admin import TopicSpec, ensure_topics
+from pipeline.kafka.local import LocalKafka, free_port
+from pipeline.settings import Settings
+from pipeline.topics import TopicNames
+
+PARTITIONS = 8
+PREFIX = "bench."
+APP_ID = "bench-clarion"
+PASSTHROUGH_IN = "bench.passthrough.in"
+PASSTHROUGH_OUT = "bench.passthrough.out"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchBroker:
+    bootstrap: str
+    settings: Settings
+    topics: TopicNames
+    workdir: Path
+
+
+@contextlib.contextmanager
+def bench_broker(settings: Settings) -> Iterator[BenchBroker]:
+    """A fresh local broker with Clarion's topics and the passthrough's, removed afterwards."""
+    with (
+        tempfile.TemporaryDirectory(prefix="clarion-bench-") as tmp,
+        LocalKafka(data_dir=Path(tmp) / "kafka", partitions=PARTITIONS) as kafka,
+    ):
+        bench_settings = dataclasses.replace(
+            settings,
+            broker=f"kafka://{kafka.bootstrap}",
+            partitions=PARTITIONS,
+            topic_prefix=PREFIX,
+            app_id=APP_ID,
+        )
+        asyncio.run(
+            ensure_topics(
+                kafka.bootstrap,
+                [
+                    *topic_specs(bench_settings),
+                    TopicSpec(name=PASSTHROUGH_IN, partitions=PARTITIONS),
+                    TopicSpec(name=PASSTHROUGH_OUT, partitions=PARTITIONS),
+                ],
+            )
+        )
+        yield BenchBroker(
+            bootstrap=kafka.bootstrap,
+            settings=bench_settings,
+            topics=TopicNames(prefix=PREFIX),
+            workdir=Path(tmp),
+        )
+
+
+def baseline(broker: BenchBroker, messages: Sequence[tuple[bytes, bytes]]) -> float:
+    asyncio.run(publish(broker.bootstrap, PASSTHROUGH_IN, messages))
+    rate = asyncio.run(
+        passthrough(broker.bootstrap, PASSTHROUGH_IN, PASSTHROUGH_OUT, len(messages))
+    )
+    print(f"passthrough (aiokafka consume -> orjson -> produce): {rate:,.0f} events/s", flush=True)
+    return rate
+
+
+def start_worker(broker: BenchBroker, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CLARION_BROKER": broker.settings.broker,
+        "CLARION_PARTITIONS": str(PARTITIONS),
+        "CLARION_TOPIC_PREFIX": PREFIX,
+        "CLARION_APP_ID": APP_ID,
+        "CLARION_DATA_DIR": str(broker.workdir / "worker"),
+        "CLARION_WEB_PORT": str(free_port()),
+        **extra_env,
+    }
+    log = (broker.workdir / "worker.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def worker_log(broker: BenchBroker) -> str:
+    return (broker.workdir / "worker.log").read_text(errors="replace")[-4000:]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's high-water resident set size (Linux), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def publish(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes | None]]
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def passthrough(bootstrap: str, source: str, sink: str, total: int) -> float:
+    """Consume, decode, re-encode and produce every event; return events per second."""
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id="bench-passthrough",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024
+    )
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    started = 0.0
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if batches and not started:
+                started = time.perf_counter()
+            for tp, messages in batches.items():
+                for message in messages:
+                    value = orjson.loads(message.value)
+                    value["routed"] = True
+                    await producer.send(
+                        sink, orjson.dumps(value), key=message.key, partition=tp.partition
+                    )
+                seen += len(messages)
+            await consumer.commit()
+        await producer.flush()
+        return total / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def committed_total(admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except GroupCoordinatorNotAvailableError:
+        return 0  # the group does not exist yet: the worker is still starting
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+async def measure_worker(
+    bootstrap: str, group: str, topic: str, total: int, worker: subprocess.Popen[bytes]
+) -> float:
+    """Events per second from the worker's first committed batch to its last."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        first_seen = 0
+        started = 0.0
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            done = await committed_total(admin, group, topic)
+            now = time.perf_counter()
+            if done and not started:
+                started, first_seen = now, done
+            if done >= total:
+                return (done - first_seen) / (now - started)
+            await asyncio.sleep(0.05)  # sampling interval of the measurement
+    finally:
+        await admin.close()
