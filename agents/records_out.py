@@ -89,6 +89,18 @@ class OutputWriter:
         """A changelog record as Faust's JSON-serialized table writes it."""
         return OutRecord(changelog_topic, partition, orjson.dumps(key), orjson.dumps(value))
 
+    def retry(self, delivery: dict[str, Any], *, partition: int) -> OutRecord:
+        """A Delivery to try again once its ``not_before`` has passed."""
+        return OutRecord(
+            self.topics.retry, partition, delivery["user_id"].encode(), orjson.dumps(delivery)
+        )
+
+    def dead_letter(self, letter: dict[str, Any], *, partition: int) -> OutRecord:
+        """A Delivery with ``error``, ``attempts``, ``failed_at`` and the error history."""
+        return OutRecord(
+            self.topics.dlq, partition, letter["user_id"].encode(), orjson.dumps(letter)
+        )
+
     def delivery(self, delivery: dict[str, Any], *, partition: int) -> OutRecord:
         """A Delivery (every field of the record, in a dict) on its channel's topic."""
         return OutRecord(

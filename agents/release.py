@@ -25,7 +25,16 @@ from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.timestamps import parse_timestamp
 from tables.preferences import quiet_hours_of
-from tables.timers import DIGEST, HELD, DueRow, TimerTable, held_key, item_prefix, user_prefix
+from tables.timers import (
+    DIGEST,
+    HELD,
+    RETRY,
+    DueRow,
+    TimerTable,
+    held_key,
+    item_prefix,
+    user_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +83,13 @@ class Sweeper:
             return self._release_held(partition, row.value, now)
         if row.kind == DIGEST:
             return self._close_digest(partition, row.key, row.value, now)
+        if row.kind == RETRY:
+            # Back to its channel: the delivery agent makes the next attempt.
+            delivery = row.value["delivery"]
+            return [
+                self.dispatcher.writer.delivery(delivery, partition=partition),
+                self.timers.delete(partition, row.key),
+            ]
         logger.error("unknown timer row kind %r; leaving it", row.kind)
         return []
 

@@ -62,6 +62,8 @@ class Clarion:
     writer: OutputWriter
     renderer: TemplateRenderer
     timer_table: TransactionalTable
+    inbox_table: Any
+    status_table: Any
     dispatcher: Dispatcher
     sweeper: Sweeper
     clock: Clock
@@ -91,6 +93,7 @@ def _apply_committed(
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
+    from agents.delivery.register import register_delivery  # noqa: PLC0415
     from agents.ingest import register_ingest  # noqa: PLC0415 - agents import this module
     from agents.preferences import register_preferences  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
@@ -133,6 +136,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         partitions=settings.partitions,
         extra_topic_configs=changelog_config(settings.dedupe_window),
         help="Event ids and dedupe keys seen within the dedupe window.",
+    )
+    inbox_table = app.Table(
+        "inbox",
+        key_type=str,
+        partitions=settings.partitions,
+        help="Each user's in-app notifications, newest first, with read marks.",
+    )
+    status_table = app.Table(
+        "status",
+        key_type=str,
+        partitions=settings.partitions,
+        help="Every notification's status history, keyed by notification_id.",
     )
     template_dirs = [BUILTIN_TEMPLATES]
     if settings.template_dir is not None:
@@ -180,6 +195,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         writer=writer,
         renderer=renderer,
         timer_table=timer_table,
+        inbox_table=inbox_table,
+        status_table=status_table,
         dispatcher=dispatcher,
         sweeper=Sweeper(
             dispatcher=dispatcher,
@@ -191,5 +208,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     )
     register_preferences(clarion)
     register_ingest(clarion)
+    register_delivery(clarion)
     register_web(clarion)
     return clarion

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from agents.delivery.providers.config import ProviderConfigError
 from pipeline.kafka.local import LocalKafkaError, fetch_kafka
 from pipeline.settings import Settings, SettingsError
 from pipeline.topics import TopicNames
@@ -39,15 +40,34 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     tail.add_argument("--max", type=int, default=0, help="stop after this many records")
 
+    dlq = commands.add_parser("dlq", help="dead letters: list them, or replay them")
+    dlq_actions = dlq.add_subparsers(dest="dlq_action", required=True)
+    dlq_actions.add_parser("list", help="print every dead letter, one per line")
+    replay = dlq_actions.add_parser("replay", help="publish dead letters to their channel again")
+    chosen = replay.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--id", action="append", metavar="NOTIFICATION_ID", help="repeatable")
+    chosen.add_argument("--all", action="store_true", help="every dead letter on the topic")
+
     kafka = commands.add_parser("kafka", help="the local Apache Kafka broker")
     kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
 
     bench = commands.add_parser("bench", help="benchmarks against a fresh local broker")
-    bench.add_argument("scenario", choices=["route", "digest"])
-    bench.add_argument("--events", type=int, default=200_000)
+    bench.add_argument("scenario", choices=["route", "digest", "delivery"])
+    bench.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events (route, digest: 200,000) or deliveries (delivery: 20,000)",
+    )
     bench.add_argument("--users", type=int, default=10_000)
     bench.add_argument(
         "--windows", type=int, default=3, help="digest windows the events span (digest only)"
+    )
+    bench.add_argument(
+        "--rate",
+        type=float,
+        default=200.0,
+        help="webhook rate limit of the second delivery run, per second; 0 skips it",
     )
     return parser
 
@@ -107,6 +127,29 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> None:
         await consumer.stop()
 
 
+async def _command_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.dlq import read_dead_letters, replay  # noqa: PLC0415 - aiokafka is slow to load
+
+    letters = await read_dead_letters(settings)
+    if args.dlq_action == "list":
+        for letter in letters:
+            print(letter.summary())
+        print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+        return 0
+    chosen = (
+        letters
+        if args.all
+        else [letter for letter in letters if letter.notification_id in set(args.id)]
+    )
+    missing = set() if args.all else set(args.id) - {letter.notification_id for letter in chosen}
+    for notification_id in sorted(missing):
+        print(f"no dead letter with notification_id {notification_id}", file=sys.stderr)
+    replayed = await replay(settings, chosen)
+    for letter in replayed:
+        print(f"replayed {letter.notification_id} to {letter.value.get('channel')}")
+    return 1 if missing else 0
+
+
 def _command_send(settings: Settings, args: argparse.Namespace) -> int:
     if args.delete_user:
         from aiokafka import AIOKafkaProducer  # noqa: PLC0415
@@ -150,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-    except SettingsError as exc:
+    except (SettingsError, ProviderConfigError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -169,17 +212,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(_tail(settings, args))
         elif args.command == "kafka":
             print(fetch_kafka())
+        elif args.command == "dlq":
+            return asyncio.run(_command_dlq(settings, args))
         elif args.command == "bench":
-            if args.scenario == "digest":
+            events = args.events or 200_000
+            if args.scenario == "delivery":
+                from bench.delivery import run_delivery_bench  # noqa: PLC0415
+
+                run_delivery_bench(
+                    settings, deliveries=args.events or 20_000, rate=args.rate or None
+                )
+            elif args.scenario == "digest":
                 from bench.digest import run_digest_bench  # noqa: PLC0415
 
-                run_digest_bench(
-                    settings, events=args.events, users=args.users, windows=args.windows
-                )
+                run_digest_bench(settings, events=events, users=args.users, windows=args.windows)
             else:
                 from bench.route import run_route_bench  # noqa: PLC0415
 
-                run_route_bench(settings, events=args.events, users=args.users)
+                run_route_bench(settings, events=events, users=args.users)
     except LocalKafkaError as exc:
         print(f"local Kafka: {exc}", file=sys.stderr)
         return 1

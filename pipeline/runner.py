@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import os
+import threading
 from pathlib import Path
 
 import faust
 
+from agents.delivery.providers.config import ProvidersConfig
 from pipeline.app import create_app, topic_specs
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.local import LocalKafka, fetch_kafka
@@ -36,12 +40,45 @@ def run_worker(settings: Settings) -> None:
     worker.execute_from_commandline()
 
 
+def start_dev_sinks_thread() -> dict[str, str]:
+    """Local SMTP/Twilio/FCM/webhook sinks on a thread of their own; the provider variables.
+
+    A thread, not the worker's loop: Faust owns that loop and its shutdown.
+    """
+    from pipeline.devsinks.run import start_dev_sinks  # noqa: PLC0415 - dev only
+
+    loop = asyncio.new_event_loop()
+    ready: concurrent.futures.Future[dict[str, str]] = concurrent.futures.Future()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            sinks = loop.run_until_complete(start_dev_sinks())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            ready.set_exception(exc)
+            return
+        ready.set_result(sinks.provider_env())
+        loop.run_forever()
+
+    threading.Thread(target=serve, name="clarion-dev-sinks", daemon=True).start()
+    return ready.result(timeout=30)
+
+
 def run_dev(settings: Settings) -> None:
-    """A local Apache Kafka broker plus one worker; Ctrl-C stops both."""
+    """A local Apache Kafka broker, provider sinks and one worker; Ctrl-C stops them all."""
     kafka = LocalKafka(data_dir=Path(settings.data_dir) / "kafka", port=settings.dev_kafka_port)
     print("resolving the Apache Kafka broker jars (Maven, first run only) ...", flush=True)  # noqa: T201
     print(f"broker jars in {fetch_kafka()}", flush=True)  # noqa: T201
     print(f"starting Apache Kafka on {kafka.bootstrap} (data in {kafka.data_dir}) ...", flush=True)  # noqa: T201
+    sink_env = start_dev_sinks_thread()
+    print(  # noqa: T201
+        f"provider sinks: SMTP {sink_env['CLARION_SMTP_HOST']}:{sink_env['CLARION_SMTP_PORT']}, "
+        f"Twilio {sink_env['CLARION_TWILIO_BASE_URL']}, FCM {sink_env['CLARION_FCM_BASE_URL']}; "
+        "what they receive is printed here",
+        flush=True,
+    )
+    # The user's own provider variables win over the sinks'.
+    providers = ProvidersConfig.from_env({**sink_env, **os.environ})
     with kafka:
         print(  # noqa: T201
             f"Kafka ready. Worker web on http://{settings.web_host}:{settings.web_port}/health; "
@@ -50,4 +87,8 @@ def run_dev(settings: Settings) -> None:
         )
         # Faust's worker exits through SystemExit; the broker must still be stopped after it.
         with contextlib.suppress(SystemExit):
-            run_worker(dataclasses.replace(settings, broker=f"kafka://{kafka.bootstrap}"))
+            run_worker(
+                dataclasses.replace(
+                    settings, broker=f"kafka://{kafka.bootstrap}", providers=providers
+                )
+            )

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.delivery.providers.config import ProvidersConfig
+from agents.delivery.tuning import DeliveryTuning
 from schemas.records import CHANNELS
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
@@ -88,6 +90,8 @@ class Settings:
     # A file holding the current time (RFC 3339) instead of the system clock: for tests and
     # demos that need to move through quiet hours and digest windows in seconds.
     clock_file: Path | None = None
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
+    delivery: DeliveryTuning = field(default_factory=DeliveryTuning)
     kafka_options: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -122,6 +126,8 @@ class Settings:
             sweep_interval=_float(env, "CLARION_SWEEP_INTERVAL", 1.0),
             default_caps=_caps(env, "CLARION_DEFAULT_CAPS"),
             clock_file=Path(clock_file) if clock_file else None,
+            providers=ProvidersConfig.from_env(env),
+            delivery=DeliveryTuning.from_env(env),
             kafka_options={
                 name.removeprefix("CLARION_KAFKA_").lower(): value
                 for name, value in env.items()

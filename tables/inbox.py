@@ -22,8 +22,6 @@ import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict, TypeVar, cast
 
-from schemas.records import Delivery
-
 DEFAULT_MAX_ITEMS = 200
 MAX_PAGE_SIZE = 100
 _CURSOR_PREFIX = "seq:"
@@ -58,17 +56,18 @@ def empty_inbox() -> Inbox:
     return {"next_seq": 1, "items": []}
 
 
-def item_from_delivery(delivery: Delivery, *, delivered_at: str) -> InboxItem:
+def item_from_delivery(delivery: Mapping[str, Any], *, delivered_at: str) -> InboxItem:
+    """An inbox item from a Delivery's fields (a decoded ``clarion.deliver.in_app`` value)."""
     return {
-        "notification_id": delivery.notification_id,
-        "subject": delivery.subject,
-        "body": delivery.body,
-        "category": delivery.category,
-        "priority": delivery.priority,
-        "created_at": delivery.created_at,
+        "notification_id": delivery["notification_id"],
+        "subject": delivery.get("subject"),
+        "body": delivery["body"],
+        "category": delivery["category"],
+        "priority": delivery["priority"],
+        "created_at": delivery["created_at"],
         "delivered_at": delivered_at,
         "read_at": None,
-        "event_ids": list(delivery.event_ids),
+        "event_ids": list(delivery["event_ids"]),
     }
 
 

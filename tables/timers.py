@@ -6,11 +6,12 @@ Three kinds of rows, all keyed by user first so a user's rows sit together:
   a frequency cap, with the channels it is still owed (None: whatever the user has then);
 * ``digest``: the header of one user's digest window, due when the window closes;
 * ``item``: one event in a digest window, ordered by arrival;
-* ``sent``: the recent individual sends per user and channel, for frequency caps.
+* ``sent``: the recent individual sends per user and channel, for frequency caps;
+* ``retry``: a Delivery waiting for its ``not_before`` after a failed attempt.
 
-``held`` and ``digest`` rows carry a ``due`` time in milliseconds; the table indexes them by it
-so the sweep finds what is due without holding anything per user in memory. Keys are built from
-length-prefixed parts, so no user id can be mistaken for another's prefix.
+``held``, ``digest`` and ``retry`` rows carry a ``due`` time in milliseconds; the table indexes
+them by it so the sweep finds what is due without holding anything per user in memory. Keys are
+built from length-prefixed parts, so no user id can be mistaken for another's prefix.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ HELD = b"h"
 DIGEST = b"g"
 ITEM = b"t"
 SENT = b"s"
-_DUE_KINDS = (HELD, DIGEST)
+RETRY = b"r"
+_DUE_KINDS = (HELD, DIGEST, RETRY)
 _DUE_BYTES = 8
 
 
@@ -59,6 +61,10 @@ def item_key(user_id: str, window_start_ms: int, arrival_ms: int, sequence: int)
 
 def sent_key(user_id: str, channel: str) -> bytes:
     return SENT + _part(user_id) + _part(channel)
+
+
+def retry_key(user_id: str, notification_id: str) -> bytes:
+    return RETRY + _part(user_id) + _part(notification_id)
 
 
 def user_prefix(kind: bytes, user_id: str) -> bytes:

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.app import topic_specs
 from pipeline.metric_names import DASHBOARD_METRICS
+from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -340,7 +342,9 @@ def test_kafka_init_creates_every_topic() -> None:
     partitions = {_option(lines[topic], "--partitions") for topic in names.user_keyed()}
     assert len(partitions) == 1, f"user-keyed topics differ in partitions: {partitions}"
     assert None not in partitions, "every user-keyed topic needs an explicit --partitions"
-    assert "cleanup.policy=compact" in lines[names.preferences]
+    for spec in topic_specs(Settings()):
+        for name, value in spec.config.items():
+            assert f"--config {name}={value}" in lines[spec.name], f"{spec.name} needs {name}"
     worker_partitions = {_environment(SERVICES[w]).get("CLARION_PARTITIONS") for w in WORKERS}
     assert len(worker_partitions) == 1
     (worker_value,) = worker_partitions

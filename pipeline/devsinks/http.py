@@ -89,7 +89,9 @@ class HttpSink:
         app.router.add_post(CONTROL_PREFIX + "fail", self._control_fail)
         app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
         self.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
+        )
         await self._runner.setup()
         await self._listen()
         return self
@@ -101,7 +103,6 @@ class HttpSink:
             self.host,
             self._port,
             reuse_address=True,
-            shutdown_timeout=_SHUTDOWN_TIMEOUT,
         )
         await self._site.start()
         # Port 0 asks the OS for a free port; keep it so resume() listens there again.
@@ -190,7 +191,7 @@ class HttpSink:
 
     def _drop_connection(self, request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
-            # abort(), not close(): no FIN after a pending write, just a reset.
+            # abort() resets at once; close() would first flush, then end politely.
             request.transport.abort()
         return web.Response(status=499)  # never reaches the client
 

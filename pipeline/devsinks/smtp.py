@@ -241,7 +241,7 @@ class SmtpSink:
         if pending.delay > 0:
             await delay_unless(self._stopping, pending.delay)
         if pending.drop and server.transport is not None:
-            server.transport.abort()
+            server.transport.close()
             # connection_lost() cancels this handler; answering would fail on the dead
             # transport with an exception nobody retrieves.
             await self._stopping.wait()

@@ -36,6 +36,9 @@ class WorkerProcess:
             "CLARION_WEB_PORT": str(self.web_port),
             "CLARION_COMMIT_LINGER": "0.02",
             "CLARION_SESSION_TIMEOUT": "10",
+            # No provider listens unless a test starts one: failed attempts must not come
+            # back onto the channel topics in the middle of a routing test.
+            "CLARION_RETRY_BACKOFF": "3600",
             **self.extra_env,
         }
 

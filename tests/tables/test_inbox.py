@@ -174,7 +174,7 @@ def test_item_from_delivery() -> None:
         category="billing",
         created_at="2025-01-01T00:00:00Z",
     )
-    assert item_from_delivery(delivery, delivered_at="2025-01-01T00:00:05Z") == {
+    assert item_from_delivery(delivery.asdict(), delivered_at="2025-01-01T00:00:05Z") == {
         "notification_id": "ntf_1",
         "subject": "Hi",
         "body": "Hello",

@@ -68,13 +68,13 @@ class FcmProvider:
             document = reply.json()
             name = document.get("name") if isinstance(document, dict) else None
             return SendResult(provider_message_id=name if isinstance(name, str) else None)
-        raise _error(token, reply)
+        raise classify_fcm_error(token, reply)
 
     async def close(self) -> None:
         await self._client.close()
 
 
-def _error(token: str, reply: HttpReply) -> DeliveryError:
+def classify_fcm_error(token: str, reply: HttpReply) -> DeliveryError:
     error = reply.json()
     error = error.get("error") if isinstance(error, dict) else None
     if not isinstance(error, dict):

@@ -83,7 +83,7 @@ class SmtpProvider:
                 timeout=config.timeout,
             )
         except aiosmtplib.SMTPException as exc:
-            raise _error(address, exc) from exc
+            raise classify_smtp_error(address, exc) from exc
         except (OSError, TimeoutError) as exc:
             raise TransientDeliveryError(f"SMTP connection failed: {exc}") from exc
         return SendResult(provider_message_id=message["Message-ID"])
@@ -92,7 +92,7 @@ class SmtpProvider:
         """Nothing to release: every send opens and closes its own connection."""
 
 
-def _error(address: str, exc: aiosmtplib.SMTPException) -> DeliveryError:
+def classify_smtp_error(address: str, exc: aiosmtplib.SMTPException) -> DeliveryError:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         refused = exc.recipients[0]
         reason = f"SMTP {refused.code} for RCPT {address}: {refused.message}"

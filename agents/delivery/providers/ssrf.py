@@ -119,8 +119,8 @@ def refusal_reason(ip: IPAddress) -> str | None:
         (ip.is_loopback, "loopback"),
         (ip.is_link_local, "link-local"),
         (ip.is_multicast, "multicast"),
-        (ip.is_private, "private"),
         (ip.is_reserved, "reserved"),
+        (ip.is_private, "private"),
         (not ip.is_global, "non-global"),
     )
     return next((label for refused, label in checks if refused), None)
@@ -167,11 +167,14 @@ def vet_url(url: str | URL, allowlist: Allowlist) -> URL:
     host = parsed.host
     if not host:
         raise InvalidAddressError(address, "webhook URL has no host")
-    if _is_ip_literal(host):
-        try:
-            vet_address(host, host, allowlist)
-        except RefusedDestinationError as exc:
-            raise PermanentDeliveryError(str(exc)) from exc
+    if not _is_ip_literal(host):
+        if not _HOSTNAME.fullmatch(_normalize_host(parsed.raw_host or host)):
+            raise InvalidAddressError(address, f"webhook URL host {host!r} is not a host name")
+        return parsed
+    try:
+        vet_address(host, host, allowlist)
+    except RefusedDestinationError as exc:
+        raise PermanentDeliveryError(str(exc)) from exc
     return parsed
 
 

@@ -61,13 +61,13 @@ class TwilioProvider:
             document = reply.json()
             sid = document.get("sid") if isinstance(document, dict) else None
             return SendResult(provider_message_id=sid if isinstance(sid, str) else None)
-        raise _error(to, reply)
+        raise classify_twilio_error(to, reply)
 
     async def close(self) -> None:
         await self._client.close()
 
 
-def _error(to: str, reply: HttpReply) -> DeliveryError:
+def classify_twilio_error(to: str, reply: HttpReply) -> DeliveryError:
     document = reply.json()
     if isinstance(document, dict) and document.get("code") in INVALID_TO_CODES:
         message = document.get("message") or "invalid 'To' number"

@@ -73,7 +73,9 @@ def test_timestamps_outside_the_tolerance_are_refused(offset: int) -> None:
 
 
 def test_tolerance_can_be_disabled_for_recorded_vectors() -> None:
-    assert verify(SPEC_SECRET, SPEC_MSG_ID, SPEC_TIMESTAMP, SPEC_PAYLOAD, SPEC_SIGNATURE, tolerance=None)
+    assert verify(
+        SPEC_SECRET, SPEC_MSG_ID, SPEC_TIMESTAMP, SPEC_PAYLOAD, SPEC_SIGNATURE, tolerance=None
+    )
 
 
 def test_malformed_timestamp_fails_verification() -> None:

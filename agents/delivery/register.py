@@ -1,0 +1,259 @@
+"""The delivery side as Faust agents: one per channel topic, plus retries and the status table.
+
+* ``clarion.deliver.<email|sms|push|webhook>``: :class:`ChannelSender` per delivery, several in
+  flight per worker (the agents write no tables, so Faust allows the concurrency). Their
+  records are acknowledged by the broker before the delivery's offset can be committed:
+  a crash repeats the attempt (same notification id, so the provider's idempotency key
+  recognises it) rather than losing it.
+* ``clarion.deliver.in_app``: stored in the user's inbox table.
+* ``clarion.retry``: each failed Delivery becomes a row of the timers table, due at its
+  ``not_before``; the sweep puts it back on its channel topic. Nothing sleeps.
+* ``clarion.status``: the history of every notification, in a table keyed by its id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from agents.delivery.attempt import ChannelSender, ForgetAddress, ProviderSlot
+from agents.delivery.breaker import CircuitBreaker
+from agents.delivery.providers import build_providers
+from agents.delivery.providers.base import Provider
+from agents.delivery.providers.smtp import SmtpProvider
+from agents.delivery.ratelimit import TokenBucket
+from agents.dispatch import millis
+from agents.records_out import utc_iso
+from pipeline.kafka.outbox import OutboxCommitError, OutRecord
+from pipeline.kafka.partitioner import partition_for_key
+from schemas.timestamps import parse_timestamp
+from tables.inbox import add_item, item_from_delivery
+from tables.status_history import append_status
+from tables.timers import retry_key
+
+if TYPE_CHECKING:
+    import faust
+
+    from pipeline.app import Clarion
+
+logger = logging.getLogger(__name__)
+
+EXTERNAL_CHANNELS = ("email", "sms", "push", "webhook")
+
+
+def register_delivery(clarion: Clarion) -> None:
+    providers = build_providers(clarion.settings.providers)
+    for channel in EXTERNAL_CHANNELS:
+        _register_channel(clarion, channel, _sender(clarion, channel, providers[channel]))
+    _register_inbox(clarion)
+    _register_retry(clarion)
+    _register_status(clarion)
+
+    @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_providers(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        await asyncio.gather(*(provider.close() for provider in providers.values()))
+
+
+def _slot(clarion: Clarion, channel: str, provider: Provider) -> ProviderSlot:
+    tuning = clarion.settings.delivery
+    limit = tuning.rate_limit(channel)
+    return ProviderSlot(
+        provider=provider,
+        bucket=TokenBucket(limit.rate, limit.burst),
+        breaker=CircuitBreaker(
+            failure_threshold=tuning.breaker_failures, cooldown=tuning.breaker_cooldown
+        ),
+    )
+
+
+def _sender(clarion: Clarion, channel: str, provider: Provider) -> ChannelSender:
+    settings = clarion.settings
+    fallback = None
+    if channel == "email" and settings.delivery.smtp_fallback is not None:
+        fallback = _slot(clarion, channel, SmtpProvider(settings.delivery.smtp_fallback))
+    return ChannelSender(
+        channel=channel,
+        primary=_slot(clarion, channel, provider),
+        fallback=fallback,
+        writer=clarion.writer,
+        max_attempts=settings.max_attempts,
+        retry_backoff=settings.retry_backoff,
+        clock=clarion.clock,
+        forget_address=_forget_push_token(clarion) if channel == "push" else None,
+    )
+
+
+def _forget_push_token(clarion: Clarion) -> ForgetAddress:
+    """A preferences update without the dead token, published like any producer's update."""
+    table = clarion.preferences_table
+    topic = clarion.topics.preferences
+
+    def forget(delivery: dict[str, Any], token: str) -> OutRecord | None:
+        user_id = delivery["user_id"]
+        current = table.get(user_id)
+        if current is None or current.addresses is None:
+            return None
+        tokens = list(current.addresses.push_tokens or ())
+        if token not in tokens:
+            return None
+        value = current.asdict()
+        value["addresses"] = {
+            **current.addresses.asdict(),
+            "push_tokens": [t for t in tokens if t != token],
+        }
+        key = user_id.encode()
+        partition = partition_for_key(key, clarion.settings.partitions)
+        return OutRecord(topic, partition, key, orjson.dumps(value, default=_asdict))
+
+    return forget
+
+
+def _asdict(value: Any) -> Any:
+    if hasattr(value, "asdict"):
+        return value.asdict()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
+    """Send and wait until the broker has them all: only then may the input be acknowledged."""
+    pending = [
+        await app.producer.send(r.topic, r.key, r.value, r.partition, None, None) for r in records
+    ]
+    await asyncio.gather(*pending)
+
+
+def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> None:
+    app = clarion.app
+    topic = app.topic(clarion.topics.deliver(channel), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(
+        topic, name=f"clarion.deliver.{channel}", concurrency=clarion.settings.delivery.concurrency
+    )
+    async def deliver(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            try:
+                delivery = orjson.loads(message.value)
+                records = [
+                    sender.writer.status(
+                        notification_id=delivery["notification_id"],
+                        status="sending",
+                        at=utc_iso(clarion.clock()),
+                        event_ids=list(delivery.get("event_ids") or ()),
+                        user_id=delivery.get("user_id"),
+                        channel=channel,
+                        reason=f"attempt {delivery.get('attempt') or 1}",
+                    )
+                ]
+                records += await sender.attempt(delivery, message.partition)
+            except Exception as exc:
+                # Undecodable or a bug: park it where an operator will look, never drop it.
+                logger.exception(
+                    "delivery %s[%d]@%d failed", topic, message.partition, message.offset
+                )
+                records = [_unprocessable(clarion, message, exc)]
+            await publish(app, records)
+
+
+def _unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
+    return clarion.writer.invalid(
+        raw=message.value,
+        key=message.key,
+        error=f"could not deliver: {exc!r}",
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        at=utc_iso(clarion.clock()),
+    )
+
+
+def _register_inbox(clarion: Clarion) -> None:
+    app = clarion.app
+    inbox = clarion.inbox_table
+    topic = app.topic(
+        clarion.topics.deliver("in_app"), key_serializer="raw", value_serializer="raw"
+    )
+    max_items = clarion.settings.delivery.inbox_size
+
+    @app.agent(topic, name="clarion.deliver.in_app")
+    async def store(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            try:
+                delivery = orjson.loads(message.value)
+                at = utc_iso(clarion.clock())
+                user_id = delivery["user_id"]
+                inbox[user_id] = add_item(
+                    inbox.get(user_id),
+                    item_from_delivery(delivery, delivered_at=at),
+                    max_items=max_items,
+                )
+                records = [
+                    clarion.writer.status(
+                        notification_id=delivery["notification_id"],
+                        status="sent",
+                        at=at,
+                        event_ids=list(delivery["event_ids"]),
+                        user_id=user_id,
+                        channel="in_app",
+                        reason="stored in the in-app inbox",
+                    )
+                ]
+            except Exception as exc:
+                logger.exception("in-app delivery %d@%d failed", message.partition, message.offset)
+                records = [_unprocessable(clarion, message, exc)]
+            await publish(app, records)
+
+
+def _register_retry(clarion: Clarion) -> None:
+    app = clarion.app
+    outbox, timers = clarion.outbox, clarion.dispatcher.timers
+    topic = app.topic(clarion.topics.retry, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic, name="clarion.retry")
+    async def schedule(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            partition = message.partition
+            try:
+                delivery = orjson.loads(message.value)
+                not_before = parse_timestamp(delivery.get("not_before") or "")
+                due = millis(not_before) if not_before else millis(clarion.clock())
+                key = retry_key(delivery["user_id"], delivery["notification_id"])
+                records = [timers.put(partition, key, {"due": due, "delivery": delivery})]
+                timers.stage(partition, records)
+                outbox.add_unsourced(partition, records)
+                # Committed before this retry record is acknowledged: a crash in between
+                # schedules it again under the same key, which changes nothing.
+                await outbox.flush(partition)
+            except OutboxCommitError as exc:
+                await app.crash(exc)
+            except Exception as exc:
+                logger.exception("retry %d@%d could not be scheduled", partition, message.offset)
+                await publish(app, [_unprocessable(clarion, message, exc)])
+
+
+def _register_status(clarion: Clarion) -> None:
+    app = clarion.app
+    table = clarion.status_table
+    topic = app.topic(clarion.topics.status, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic, name="clarion.status")
+    async def record(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            try:
+                change = orjson.loads(event.message.value)
+                notification_id = change["notification_id"]
+                history = table.get(notification_id)
+                updated = append_status(history, change)
+                if updated is not history:
+                    table[notification_id] = updated
+            except Exception:
+                # The audit log is written by Clarion itself; a bad record is a bug to see.
+                logger.exception(
+                    "status record %d@%d ignored", event.message.partition, event.message.offset
+                )
