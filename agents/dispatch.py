@@ -20,6 +20,7 @@ from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.timestamps import parse_timestamp
 from tables.timers import TimerTable, digest_key, held_key, item_key, sent_key
+from tables.user_notifications import notification_key, notification_row
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,6 +46,7 @@ class Dispatcher:
     preferences: Mapping[str, UserPreferences]
     default_caps: Mapping[str, int]
     digest_window_seconds: float
+    notification_retention_ms: int = 30 * 86_400_000
 
     def dispatch(
         self, event: NotificationEvent, arrival: Arrival, now: datetime
@@ -76,8 +78,7 @@ class Dispatcher:
             status = "expired" if plan.expired else "suppressed"
             out.append(self.event_status(event, status, at, reason))
         for delivery in deliveries:
-            out.append(self.writer.delivery(delivery, partition=partition))
-            out.append(self._queued(delivery, at))
+            out.extend(self.emit(delivery, partition, now))
         out.extend(self._count_sends(partition, event.user_id, plan, preferences, now))
         if plan.digest:
             out.extend(
@@ -135,15 +136,28 @@ class Dispatcher:
             "not_before": None,
         }
 
-    def _queued(self, delivery: dict[str, Any], at: str) -> OutRecord:
-        return self.writer.status(
-            notification_id=delivery["notification_id"],
-            status="queued",
-            at=at,
-            event_ids=delivery["event_ids"],
-            user_id=delivery["user_id"],
-            channel=delivery["channel"],
+    def emit(
+        self, delivery: dict[str, Any], partition: int, now: datetime, reason: str | None = None
+    ) -> list[OutRecord]:
+        """A new Delivery on its channel, its ``queued`` status and its row in the user's list."""
+        created_ms = millis(now)
+        row = notification_row(
+            delivery, created_ms=created_ms, retention_ms=self.notification_retention_ms
         )
+        key = notification_key(delivery["user_id"], created_ms, delivery["notification_id"])
+        return [
+            self.writer.delivery(delivery, partition=partition),
+            self.writer.status(
+                notification_id=delivery["notification_id"],
+                status="queued",
+                at=utc_iso(now),
+                event_ids=delivery["event_ids"],
+                user_id=delivery["user_id"],
+                channel=delivery["channel"],
+                reason=reason,
+            ),
+            self.timers.put(partition, key, row),
+        ]
 
     def _hold(
         self, event: NotificationEvent, arrival: Arrival, plan: Plan, at: str

@@ -8,6 +8,7 @@ around it (:func:`register_ingest`) hands those records to the transactional out
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,6 +141,8 @@ def register_ingest(clarion: Clarion) -> None:
         clock=clarion.clock,
     )
     events_topic = clarion.events_topic.get_topic_name()
+    event_in = clarion.metrics.event_in
+    observe_processing = clarion.metrics.agent_timer("clarion.ingest")
 
     async def commit(flush: Awaitable[None]) -> None:
         try:
@@ -160,6 +163,8 @@ def register_ingest(clarion: Clarion) -> None:
                 key=message.key,
                 value=message.value,
             )
+            event_in()
+            started = time.perf_counter()
             try:
                 records = router.process(source)
             except Exception as exc:
@@ -174,6 +179,7 @@ def register_ingest(clarion: Clarion) -> None:
                     event_id=None,
                     user_id=None,
                 )
+            observe_processing(time.perf_counter() - started)
             if outbox.add(source.partition, source.offset, records):
                 await commit(outbox.flush(source.partition))
 

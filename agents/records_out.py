@@ -11,6 +11,7 @@ import orjson
 
 from pipeline.kafka.outbox import OutRecord
 from pipeline.kafka.partitioner import partition_for_key
+from pipeline.metrics import Metrics
 from pipeline.topics import TopicNames
 from schemas.records import InvalidRecord
 
@@ -25,10 +26,15 @@ class OutputWriter:
 
     The hot path builds the dicts directly: constructing a faust Record costs more than the
     rest of the routing decision. tests/agents/test_event_router.py checks the field names.
+
+    Every status, retry and dead letter is built here, so this is where ``metrics`` counts
+    them: when the record is built, before the transaction publishing it commits. A batch that
+    is aborted and processed again is counted twice (see :class:`pipeline.metrics.Metrics`).
     """
 
     topics: TopicNames
     partitions: int
+    metrics: Metrics | None = None
 
     def status(
         self,
@@ -50,6 +56,8 @@ class OutputWriter:
             "reason": reason,
             "at": at,
         }
+        if self.metrics is not None:
+            self.metrics.status(status, channel, reason)
         key = notification_id.encode()
         return OutRecord(
             self.topics.status, partition_for_key(key, self.partitions), key, orjson.dumps(change)
@@ -91,12 +99,16 @@ class OutputWriter:
 
     def retry(self, delivery: dict[str, Any], *, partition: int) -> OutRecord:
         """A Delivery to try again once its ``not_before`` has passed."""
+        if self.metrics is not None:
+            self.metrics.retry(delivery["channel"])
         return OutRecord(
             self.topics.retry, partition, delivery["user_id"].encode(), orjson.dumps(delivery)
         )
 
     def dead_letter(self, letter: dict[str, Any], *, partition: int) -> OutRecord:
         """A Delivery with ``error``, ``attempts``, ``failed_at`` and the error history."""
+        if self.metrics is not None:
+            self.metrics.dead_letter(letter["channel"])
         return OutRecord(
             self.topics.dlq, partition, letter["user_id"].encode(), orjson.dumps(letter)
         )

@@ -22,6 +22,7 @@ from agents.routing.decide import QUIET_REASON
 from agents.routing.render import TemplateError
 from agents.routing.schedule import quiet_until
 from pipeline.kafka.outbox import OutRecord
+from pipeline.metrics import Metrics
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.timestamps import parse_timestamp
 from tables.preferences import quiet_hours_of
@@ -35,11 +36,13 @@ from tables.timers import (
     item_prefix,
     user_prefix,
 )
+from tables.user_notifications import NOTIFICATION
 
 logger = logging.getLogger(__name__)
 
 DIGEST_TEMPLATE = "digest"
 _RETRY_BROKEN_ROW_MS = 60_000
+_RELEASE_KINDS = {HELD: "held", DIGEST: "digest", RETRY: "retry"}
 
 
 @dataclass(kw_only=True)
@@ -49,6 +52,7 @@ class Sweeper:
     preferences: Mapping[str, UserPreferences]
     clock: Callable[[], datetime]
     batch_limit: int = 1000
+    metrics: Metrics | None = None
     # Users whose preferences changed: their held rows are looked at again on the next sweep,
     # so removing quiet hours releases at once instead of at the old due time.
     _touched: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -68,6 +72,7 @@ class Sweeper:
 
     def _staged(self, partition: int, row: DueRow, now: datetime) -> list[OutRecord]:
         # Staged row by row: the next row of the same user must see this one's writes.
+        released = True
         try:
             records = self._release(partition, row, now)
         except Exception:
@@ -75,8 +80,23 @@ class Sweeper:
             logger.exception("releasing timer row %r failed; retrying in a minute", row.key)
             retry_at = {**row.value, "due": millis(now) + _RETRY_BROKEN_ROW_MS}
             records = [self.timers.put(partition, row.key, retry_at)]
+            released = False
         self.timers.stage(partition, records)
+        if released and self.metrics is not None:
+            self._count_release(partition, row)
         return records
+
+    def _count_release(self, partition: int, row: DueRow) -> None:
+        """Count a row the sweep let go of: gone once its records are staged.
+
+        A held event held again (quiet hours, a cap) or a digest postponed by quiet hours keeps
+        its row and is not counted. Counted before the outbox commits, like every metric.
+        """
+        kind = _RELEASE_KINDS.get(row.kind)
+        if kind is None or self.metrics is None:
+            return
+        if self.timers.get(partition, row.key) is None:
+            self.metrics.released(kind)
 
     def _release(self, partition: int, row: DueRow, now: datetime) -> list[OutRecord]:
         if row.kind == HELD:
@@ -90,6 +110,9 @@ class Sweeper:
                 self.dispatcher.writer.delivery(delivery, partition=partition),
                 self.timers.delete(partition, row.key),
             ]
+        if row.kind == NOTIFICATION:
+            # Past its retention in the user's notification list.
+            return [self.timers.delete(partition, row.key)]
         logger.error("unknown timer row kind %r; leaving it", row.kind)
         return []
 
@@ -169,7 +192,7 @@ class Sweeper:
                     target=target,
                     events=events,
                     preferences=preferences,
-                    at=at,
+                    now=now,
                 )
             )
         return out
@@ -182,8 +205,9 @@ class Sweeper:
         target: Target,
         events: list[NotificationEvent],
         preferences: UserPreferences | None,
-        at: str,
+        now: datetime,
     ) -> list[OutRecord]:
+        at = utc_iso(now)
         user_id = header["user_id"]
         window = f"digest:{header['start']}"
         digest_id = notification_id(user_id, window, target.channel, target.address)
@@ -211,18 +235,9 @@ class Sweeper:
             "not_before": None,
         }
         writer = self.dispatcher.writer
-        out = [
-            writer.delivery(delivery, partition=partition),
-            writer.status(
-                notification_id=digest_id,
-                status="queued",
-                at=at,
-                event_ids=event_ids,
-                user_id=user_id,
-                channel=target.channel,
-                reason=f"digest of {len(event_ids)}",
-            ),
-        ]
+        out = self.dispatcher.emit(delivery, partition, now, f"digest of {len(event_ids)}")
+        if self.metrics is not None:
+            self.metrics.digest(target.channel, len(event_ids))
         out.extend(
             writer.status(
                 notification_id=event.event_id,

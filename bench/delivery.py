@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from bench.harness import (
     APP_ID,
@@ -207,6 +209,27 @@ def make_delivery(run: str, n: int, url: str, rng: random.Random) -> tuple[bytes
     return user.encode(), orjson.dumps(value)
 
 
+async def wait_until_writable(bootstrap: str, topic: str, *, within: float) -> None:
+    """Wait until every partition of a new topic answers a ListOffsets request.
+
+    For a few seconds after the topic is created, the broker already names a leader but
+    refuses writes (NotLeaderForPartition), and the producer would retry them noisily.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    await consumer.end_offsets(partitions)
+                except KafkaTimeoutError:
+                    continue  # each attempt already waited request_timeout_ms
+                return
+    finally:
+        await consumer.stop()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux)."""
     # The command name (field 2) may contain spaces; the fields after it are fixed.
@@ -243,6 +266,16 @@ class RunResult:
         )
 
 
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        print(f"worker {worker.pid} ignored SIGTERM for 60 s; killing it", flush=True)
+        worker.kill()
+        worker.wait()
+
+
 def run_worker_on(
     broker: BenchBroker,
     sink: SinkThread,
@@ -275,8 +308,7 @@ def run_worker_on(
         print(worker_log(broker))
         raise
     finally:
-        worker.terminate()
-        worker.wait(60)
+        stop_worker(worker)
     return RunResult(
         times=times,
         requests=sink.arrivals.requests,
@@ -298,6 +330,11 @@ def run_delivery_bench(settings: Settings, *, deliveries: int, rate: float | Non
             flush=True,
         )
         messages = [make_delivery("free", n, url, rng) for n in range(deliveries)]
+        asyncio.run(
+            wait_until_writable(
+                broker.bootstrap, broker.topics.deliver("webhook"), within=STARTUP_ALLOWANCE
+            )
+        )
         free = run_worker_on(
             broker,
             sink,

@@ -11,12 +11,14 @@ import faust
 from faust.types import TP
 
 from agents.dispatch import Dispatcher
+from agents.inbox import InboxFeed
 from agents.records_out import OutputWriter
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
 from pipeline.clock import Clock, clock_for
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, TransactionalOutbox
+from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 from schemas.records import UserPreferences
@@ -63,10 +65,12 @@ class Clarion:
     renderer: TemplateRenderer
     timer_table: TransactionalTable
     inbox_table: Any
+    inbox_feed: InboxFeed
     status_table: Any
     dispatcher: Dispatcher
     sweeper: Sweeper
     clock: Clock
+    metrics: Metrics
 
 
 def _persisted_offset_recorder(app: faust.App, table: Any) -> Callable[[str, int, int], None]:
@@ -94,6 +98,7 @@ def _apply_committed(
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     from agents.delivery.register import register_delivery  # noqa: PLC0415
+    from agents.inbox import register_inbox  # noqa: PLC0415
     from agents.ingest import register_ingest  # noqa: PLC0415 - agents import this module
     from agents.preferences import register_preferences  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
@@ -109,6 +114,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,
+        canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
         producer_acks=-1,
         autodiscover=False,
         table_cleanup_interval=60.0,
@@ -163,7 +169,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         consumer_options=dict(settings.kafka_options),
     )
     timers = TimerTable(table=timer_table)
-    writer = OutputWriter(topics=topics, partitions=settings.partitions)
+    metrics = Metrics()
+    writer = OutputWriter(topics=topics, partitions=settings.partitions, metrics=metrics)
     renderer = TemplateRenderer(template_dirs=template_dirs)
     dispatcher = Dispatcher(
         writer=writer,
@@ -196,6 +203,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         renderer=renderer,
         timer_table=timer_table,
         inbox_table=inbox_table,
+        inbox_feed=InboxFeed(),
         status_table=status_table,
         dispatcher=dispatcher,
         sweeper=Sweeper(
@@ -203,11 +211,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
             timers=timers,
             preferences=preferences_table,
             clock=clock,
+            metrics=metrics,
         ),
         clock=clock,
+        metrics=metrics,
     )
     register_preferences(clarion)
     register_ingest(clarion)
     register_delivery(clarion)
+    register_inbox(clarion)
     register_web(clarion)
     return clarion

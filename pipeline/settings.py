@@ -90,6 +90,12 @@ class Settings:
     # A file holding the current time (RFC 3339) instead of the system clock: for tests and
     # demos that need to move through quiet hours and digest windows in seconds.
     clock_file: Path | None = None
+    # CLARION_API_KEYS as given: ``key:scope`` entries (see pipeline/web/auth.py); empty means
+    # no keys, and then the web API answers loopback clients only.
+    api_keys: str = ""
+    # The URL other workers use to reach this one's web server (owner routing of the views);
+    # defaults to http://<CLARION_WEB_HOST>:<CLARION_WEB_PORT>.
+    advertised_url: str | None = None
     providers: ProvidersConfig = field(default_factory=ProvidersConfig)
     delivery: DeliveryTuning = field(default_factory=DeliveryTuning)
     kafka_options: Mapping[str, str] = field(default_factory=dict)
@@ -126,6 +132,8 @@ class Settings:
             sweep_interval=_float(env, "CLARION_SWEEP_INTERVAL", 1.0),
             default_caps=_caps(env, "CLARION_DEFAULT_CAPS"),
             clock_file=Path(clock_file) if clock_file else None,
+            api_keys=env.get("CLARION_API_KEYS", ""),
+            advertised_url=env.get("CLARION_ADVERTISED_URL") or None,
             providers=ProvidersConfig.from_env(env),
             delivery=DeliveryTuning.from_env(env),
             kafka_options={

@@ -40,6 +40,11 @@ class TopicNames:
         """Changelog of held notifications and digest windows, written in transactions."""
         return f"{self.prefix}timers"
 
+    @property
+    def inbox_commands(self) -> str:
+        """Read marks for in-app notifications, published by the web API, keyed by user."""
+        return f"{self.prefix}inbox.commands"
+
     def deliver(self, channel: str) -> str:
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
@@ -51,6 +56,7 @@ class TopicNames:
             self.events,
             self.preferences,
             self.timers,
+            self.inbox_commands,
             self.retry,
             self.dlq,
             *(self.deliver(channel) for channel in CHANNELS),

@@ -7,7 +7,8 @@ Three kinds of rows, all keyed by user first so a user's rows sit together:
 * ``digest``: the header of one user's digest window, due when the window closes;
 * ``item``: one event in a digest window, ordered by arrival;
 * ``sent``: the recent individual sends per user and channel, for frequency caps;
-* ``retry``: a Delivery waiting for its ``not_before`` after a failed attempt.
+* ``retry``: a Delivery waiting for its ``not_before`` after a failed attempt;
+* ``notification``: the user's notification list for the web views (tables/user_notifications).
 
 ``held``, ``digest`` and ``retry`` rows carry a ``due`` time in milliseconds; the table indexes
 them by it so the sweep finds what is due without holding anything per user in memory. Keys are
@@ -24,13 +25,14 @@ import orjson
 
 from pipeline.kafka.outbox import OutRecord
 from tables.txstore import TransactionalTable
+from tables.user_notifications import NOTIFICATION
 
 HELD = b"h"
 DIGEST = b"g"
 ITEM = b"t"
 SENT = b"s"
 RETRY = b"r"
-_DUE_KINDS = (HELD, DIGEST, RETRY)
+_DUE_KINDS = (HELD, DIGEST, RETRY, NOTIFICATION)
 _DUE_BYTES = 8
 
 
@@ -105,8 +107,10 @@ class TimerTable:
     def stage(self, partition: int, records: list[OutRecord]) -> None:
         self.table.stage(partition, records)
 
-    def rows(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
-        for key, raw in self.table.scan(partition, prefix):
+    def rows(
+        self, partition: int, prefix: bytes, *, after: bytes | None = None
+    ) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        for key, raw in self.table.scan(partition, prefix, after=after):
             yield key, orjson.loads(raw)
 
     def due(self, partition: int, now_ms: int, limit: int) -> list[DueRow]:

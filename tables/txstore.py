@@ -192,16 +192,36 @@ class TransactionalTable:
             if record.topic == topic:
                 overlay[record.key or b""] = record.value
 
-    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Entries whose key starts with ``prefix``, in key order, pending writes included."""
+    def scan(
+        self, partition: int, prefix: bytes, *, after: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with ``prefix`` (and is above ``after``), in key order.
+
+        Pending writes included; lazy, so a caller taking a page reads little more than it.
+        """
         overlay = self._overlay_of(partition)
-        pending = {k: v for k, v in overlay.items() if k.startswith(prefix)}
-        merged: dict[bytes, bytes | None] = dict(self._committed(partition, _DATA, prefix))
-        merged.update(pending)
-        for key in sorted(merged):
-            value = merged[key]
-            if value is not None:
-                yield key, value
+        pending = sorted(
+            (k, v)
+            for k, v in overlay.items()
+            if k.startswith(prefix) and (after is None or k > after)
+        )
+        committed = self._committed(partition, _DATA, prefix, after=after)
+        index = 0
+        for key, value in committed:
+            while index < len(pending) and pending[index][0] < key:
+                if (pending_value := pending[index][1]) is not None:
+                    yield pending[index][0], pending_value
+                index += 1
+            if index < len(pending) and pending[index][0] == key:
+                key_value = pending[index][1]
+                index += 1
+                if key_value is not None:
+                    yield key, key_value
+                continue
+            yield key, value
+        for key, pending_value in pending[index:]:
+            if pending_value is not None:
+                yield key, pending_value
 
     def index_range(self, partition: int, below: bytes, limit: int) -> list[bytes]:
         """Committed index keys lower than ``below``, lowest first: candidates, not facts.
@@ -217,16 +237,19 @@ class TransactionalTable:
         return found
 
     def _committed(
-        self, partition: int, kind: bytes, prefix: bytes
+        self, partition: int, kind: bytes, prefix: bytes, *, after: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         start = _prefix(partition, kind) + prefix
         stop = _after(start)
         cut = len(_prefix(partition, kind))
-        for local_key, value in self.db.items(from_key=start):
+        first = start if after is None else _prefix(partition, kind) + after
+        for local_key, value in self.db.items(from_key=first):
             # raw_mode: keys and values are bytes.
             assert isinstance(local_key, bytes)
             if local_key >= stop:
                 return
+            if after is not None and local_key[cut:] <= after:
+                continue
             yield local_key[cut:], value
 
     def _overlay_of(self, partition: int) -> dict[bytes, bytes | None]:

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from pipeline.app import topic_specs
-from pipeline.metric_names import DASHBOARD_METRICS
+from pipeline import metric_names
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
+from tests.helpers.metrics import exercised_metrics, exported
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -32,6 +33,9 @@ PROMETHEUS_SERVICE = "prometheus"
 GRAFANA_SERVICE = "grafana"
 DEPENDS_ON_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# What a worker's registry really exports: name -> (type, label names). Built from the code, so
+# renaming a metric or a label there fails the dashboard check here.
+EXPORTED = exported(exercised_metrics())
 
 
 def _load_compose() -> dict[str, Any]:
@@ -208,12 +212,23 @@ def _option(line: str, option: str) -> str | None:
 
 def _base_name(metric: str) -> str:
     """A histogram's series (``_bucket``, ``_sum``, ``_count``) count as its base name."""
-    if metric in DASHBOARD_METRICS:
+    if metric in EXPORTED:
         return metric
     for suffix in HISTOGRAM_SUFFIXES:
-        if metric.endswith(suffix):
-            return metric.removesuffix(suffix)
+        base = metric.removesuffix(suffix)
+        if metric.endswith(suffix) and EXPORTED.get(base, ("", frozenset()))[0] == "histogram":
+            return base
     return metric
+
+
+def _labels_in(expr: str) -> set[str]:
+    """Label names an expression groups by or selects on."""
+    labels: set[str] = set()
+    for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        labels.update(name.strip() for name in group.split(",") if name.strip())
+    for selector in re.findall(r"clarion_[a-z_]+\{([^}]*)\}", expr):
+        labels.update(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector))
+    return labels
 
 
 def _walk_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -401,15 +416,38 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     assert len(ids) == len(set(ids)), "panel ids must be unique"
 
     used: set[str] = set()
+    quantiles: set[str] = set()
     for panel in panels:
         for target in panel.get("targets") or []:
             expr = target.get("expr", "")
             datasource = target.get("datasource") or panel.get("datasource") or {}
             assert datasource.get("uid") in datasource_uids, f"{panel['title']}: unknown datasource"
-            used.update(_base_name(name) for name in re.findall(r"clarion_[a-z_]+", expr))
+            series = re.findall(r"clarion_[a-z_]+", expr)
+            names = {_base_name(name) for name in series}
+            unknown = names - set(EXPORTED)
+            assert not unknown, f"{panel['title']}: {sorted(unknown)} not exported by the app"
+            known_labels = set().union(*(EXPORTED[name][1] for name in names))
+            if any(name.endswith("_bucket") for name in series):
+                known_labels.add("le")
+            stray = _labels_in(expr) - known_labels
+            assert not stray, f"{panel['title']}: labels {sorted(stray)} not on {sorted(names)}"
+            if "histogram_quantile" in expr:
+                assert "_bucket" in expr, f"{panel['title']}: quantiles need the _bucket series"
+                assert "le" in _labels_in(expr), f"{panel['title']}: quantiles need by (le)"
+                quantiles.update(names)
+            used |= names
     assert used, "the dashboard queries no clarion metric"
-    unknown = used - DASHBOARD_METRICS
-    assert not unknown, f"the dashboard queries metrics the app does not export: {sorted(unknown)}"
+    # The issue's panels: throughput, latency percentiles, lag, DLQ, suppression reasons.
+    wanted = {
+        metric_names.EVENTS_RECEIVED,
+        metric_names.ROUTED,
+        metric_names.DELIVERY_LATENCY,
+        metric_names.CONSUMER_LAG,
+        metric_names.DLQ_RECORDS,
+        metric_names.SUPPRESSED,
+    }
+    assert wanted <= used, f"the dashboard lacks {sorted(wanted - used)}"
+    assert metric_names.DELIVERY_LATENCY in quantiles, "no latency percentiles"
 
 
 # --- the image ----------------------------------------------------------------------------------

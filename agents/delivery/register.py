@@ -5,7 +5,7 @@
   records are acknowledged by the broker before the delivery's offset can be committed:
   a crash repeats the attempt (same notification id, so the provider's idempotency key
   recognises it) rather than losing it.
-* ``clarion.deliver.in_app``: stored in the user's inbox table.
+* ``clarion.deliver.in_app`` is stored in the user's inbox table (agents/inbox.py).
 * ``clarion.retry``: each failed Delivery becomes a row of the timers table, due at its
   ``not_before``; the sweep puts it back on its channel topic. Nothing sleeps.
 * ``clarion.status``: the history of every notification, in a table keyed by its id.
@@ -31,7 +31,6 @@ from agents.records_out import utc_iso
 from pipeline.kafka.outbox import OutboxCommitError, OutRecord
 from pipeline.kafka.partitioner import partition_for_key
 from schemas.timestamps import parse_timestamp
-from tables.inbox import add_item, item_from_delivery
 from tables.status_history import append_status
 from tables.timers import retry_key
 
@@ -49,7 +48,6 @@ def register_delivery(clarion: Clarion) -> None:
     providers = build_providers(clarion.settings.providers)
     for channel in EXTERNAL_CHANNELS:
         _register_channel(clarion, channel, _sender(clarion, channel, providers[channel]))
-    _register_inbox(clarion)
     _register_retry(clarion)
     _register_status(clarion)
 
@@ -155,11 +153,11 @@ def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> 
                 logger.exception(
                     "delivery %s[%d]@%d failed", topic, message.partition, message.offset
                 )
-                records = [_unprocessable(clarion, message, exc)]
+                records = [unprocessable(clarion, message, exc)]
             await publish(app, records)
 
 
-def _unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
+def unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
     return clarion.writer.invalid(
         raw=message.value,
         key=message.key,
@@ -169,44 +167,6 @@ def _unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
         offset=message.offset,
         at=utc_iso(clarion.clock()),
     )
-
-
-def _register_inbox(clarion: Clarion) -> None:
-    app = clarion.app
-    inbox = clarion.inbox_table
-    topic = app.topic(
-        clarion.topics.deliver("in_app"), key_serializer="raw", value_serializer="raw"
-    )
-    max_items = clarion.settings.delivery.inbox_size
-
-    @app.agent(topic, name="clarion.deliver.in_app")
-    async def store(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            message = event.message
-            try:
-                delivery = orjson.loads(message.value)
-                at = utc_iso(clarion.clock())
-                user_id = delivery["user_id"]
-                inbox[user_id] = add_item(
-                    inbox.get(user_id),
-                    item_from_delivery(delivery, delivered_at=at),
-                    max_items=max_items,
-                )
-                records = [
-                    clarion.writer.status(
-                        notification_id=delivery["notification_id"],
-                        status="sent",
-                        at=at,
-                        event_ids=list(delivery["event_ids"]),
-                        user_id=user_id,
-                        channel="in_app",
-                        reason="stored in the in-app inbox",
-                    )
-                ]
-            except Exception as exc:
-                logger.exception("in-app delivery %d@%d failed", message.partition, message.offset)
-                records = [_unprocessable(clarion, message, exc)]
-            await publish(app, records)
 
 
 def _register_retry(clarion: Clarion) -> None:
@@ -234,7 +194,7 @@ def _register_retry(clarion: Clarion) -> None:
                 await app.crash(exc)
             except Exception as exc:
                 logger.exception("retry %d@%d could not be scheduled", partition, message.offset)
-                await publish(app, [_unprocessable(clarion, message, exc)])
+                await publish(app, [unprocessable(clarion, message, exc)])
 
 
 def _register_status(clarion: Clarion) -> None:

@@ -76,16 +76,12 @@ def test_routed_event_gives_accepted_then_a_delivery_and_queued_per_target(
 ) -> None:
     out = router.process(message(event()))
     topics = [r.topic for r in out]
+    # Each delivery: the Delivery, its queued status, its row in the user's notification list.
     assert topics == [
         "c.status",
-        "c.deliver.email",
-        "c.status",
-        "c.deliver.push",
-        "c.status",
-        "c.deliver.push",
-        "c.status",
-        "c.deliver.in_app",
-        "c.status",
+        *(["c.deliver.email", "c.status", "c.timers"]),
+        *(["c.deliver.push", "c.status", "c.timers"] * 2),
+        *(["c.deliver.in_app", "c.status", "c.timers"]),
         "c-dedupe-changelog",
     ]
     deliveries = [v for t, v in decoded(out) if t.startswith("c.deliver.")]

@@ -89,5 +89,24 @@ class TopicReader:
                 )
         return self.records
 
+    async def catch_up(self, *, deadline_s: float = 30.0) -> list[Received]:
+        """Read everything the broker holds now, on every partition: after this, a record
+        that is not in ``records`` was not written (committed) when it was called."""
+        consumer = self._consumer
+        partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + deadline_s
+        while True:
+            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                return self.records
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read to the end of {behind} in {deadline_s}s")
+            batch = await consumer.getmany(*behind, timeout_ms=500)
+            for tp, messages in batch.items():
+                self.records.extend(
+                    Received(tp.topic, tp.partition, m.offset, m.key, m.value) for m in messages
+                )
+
     def on(self, topic: str) -> list[Received]:
         return [r for r in self.records if r.topic == topic]

@@ -1,0 +1,145 @@
+"""The in-app channel: deliveries stored in each user's inbox, read marks, and a live feed.
+
+* ``clarion.deliver.in_app`` → the inbox table (newest first, bounded, idempotent on the
+  notification id) and status ``sent``;
+* ``clarion.inbox.commands`` (user-keyed): ``{"user_id", "command": "mark_read",
+  "notification_ids": [...] | null, "at"}`` published by the web API, so that read marks
+  change the table through Kafka like every other write;
+* :class:`InboxFeed`: new items handed to the realtime (SSE) connections of this worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from agents.delivery.register import publish, unprocessable
+from agents.records_out import utc_iso
+from tables.inbox import StoredInboxItem, add_item, item_from_delivery, mark_read
+
+if TYPE_CHECKING:
+    from pipeline.app import Clarion
+
+logger = logging.getLogger(__name__)
+
+MARK_READ = "mark_read"
+
+
+@dataclass(eq=False)  # identity: each connection is its own subscription
+class Subscription:
+    user_id: str
+    queue: asyncio.Queue[StoredInboxItem]
+    # Set when the client fell too far behind: its stream ends and it reconnects with
+    # Last-Event-ID, catching up from the table instead of from memory.
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class InboxFeed:
+    """Fan-out of new inbox items to live connections, with a bounded buffer per connection."""
+
+    buffer_size: int = 100
+    _subscribers: dict[str, set[Subscription]] = field(default_factory=lambda: defaultdict(set))
+
+    def subscribe(self, user_id: str) -> Subscription:
+        subscription = Subscription(user_id, asyncio.Queue(maxsize=self.buffer_size))
+        self._subscribers[user_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.user_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.user_id]
+
+    def publish(self, user_id: str, item: StoredInboxItem) -> None:
+        for subscription in self._subscribers.get(user_id, ()):
+            try:
+                subscription.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                subscription.overflowed.set()
+
+    def close_all(self) -> None:
+        """Partitions moved: every client reconnects and finds the new owner."""
+        for subscribers in self._subscribers.values():
+            for subscription in subscribers:
+                subscription.overflowed.set()
+
+
+def register_inbox(clarion: Clarion) -> None:
+    app = clarion.app
+    inbox, feed = clarion.inbox_table, clarion.inbox_feed
+    max_items = clarion.settings.delivery.inbox_size
+    deliveries = app.topic(
+        clarion.topics.deliver("in_app"), key_serializer="raw", value_serializer="raw"
+    )
+    commands = app.topic(
+        clarion.topics.inbox_commands, key_serializer="raw", value_serializer="raw"
+    )
+
+    @app.agent(deliveries, name="clarion.deliver.in_app")
+    async def store(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            try:
+                delivery = orjson.loads(message.value)
+                at = utc_iso(clarion.clock())
+                user_id = delivery["user_id"]
+                before = inbox.get(user_id)
+                after = add_item(
+                    before, item_from_delivery(delivery, delivered_at=at), max_items=max_items
+                )
+                if after is not before:
+                    inbox[user_id] = after
+                    feed.publish(user_id, after["items"][0])
+                records = [
+                    clarion.writer.status(
+                        notification_id=delivery["notification_id"],
+                        status="sent",
+                        at=at,
+                        event_ids=list(delivery["event_ids"]),
+                        user_id=user_id,
+                        channel="in_app",
+                        reason="stored in the in-app inbox",
+                    )
+                ]
+            except Exception as exc:
+                logger.exception("in-app delivery %d@%d failed", message.partition, message.offset)
+                records = [unprocessable(clarion, message, exc)]
+            await publish(app, records)
+
+    @app.agent(commands, name="clarion.inbox.commands")
+    async def apply_commands(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            try:
+                _apply_command(inbox, orjson.loads(message.value))
+            except Exception as exc:
+                logger.exception("inbox command %d@%d refused", message.partition, message.offset)
+                await publish(app, [unprocessable(clarion, message, exc)])
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def end_streams(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        feed.close_all()
+
+
+def _apply_command(inbox: Any, command: dict[str, Any]) -> None:
+    if command.get("command") != MARK_READ:
+        raise ValueError(f"unknown inbox command {command.get('command')!r}")
+    user_id = command["user_id"]
+    before = inbox.get(user_id)
+    after = mark_read(before, command.get("notification_ids"), at=command["at"])
+    if after is not before:
+        inbox[user_id] = after
+
+
+def mark_read_command(user_id: str, notification_ids: list[str] | None, at: str) -> bytes:
+    return orjson.dumps(
+        {"user_id": user_id, "command": MARK_READ, "notification_ids": notification_ids, "at": at}
+    )

@@ -1,0 +1,65 @@
+"""Liveness and readiness: ``/health`` answers while the process runs, ``/ready`` when it can work.
+
+Ready means: the broker answered a metadata request recently, no rebalance is under way, Faust's
+table recovery has completed and the timers table holds every assigned partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.client import AIOKafkaClient
+
+from pipeline.web.responses import json_response
+
+if TYPE_CHECKING:
+    from pipeline.app import Clarion
+
+_BROKER_CHECK_TIMEOUT = 2.0
+_BROKER_CHECK_TTL = 5.0
+
+
+def register_health(clarion: Clarion) -> None:
+    app = clarion.app
+    events_topic = clarion.topics.events
+    last_broker_ok = 0.0
+
+    client: AIOKafkaClient | None = None
+
+    async def broker_reachable() -> bool:
+        nonlocal last_broker_ok, client
+        if time.monotonic() - last_broker_ok < _BROKER_CHECK_TTL:
+            return True
+        try:
+            if client is None:
+                client = AIOKafkaClient(bootstrap_servers=clarion.settings.bootstrap_servers)
+                await asyncio.wait_for(client.bootstrap(), _BROKER_CHECK_TIMEOUT)
+            await asyncio.wait_for(client.fetch_all_metadata(), _BROKER_CHECK_TIMEOUT)
+        except Exception:  # noqa: BLE001 - any failure means not reachable
+            if client is not None:
+                await client.close()
+                client = None
+            return False
+        last_broker_ok = time.monotonic()
+        return True
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:  # noqa: ARG001
+        return json_response(web, {"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:  # noqa: ARG001
+        assigned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic
+        )
+        waiting = [p for p in assigned if not clarion.timer_table.is_ready(p)]
+        checks = {
+            "broker": await broker_reachable(),
+            "rebalancing": not app.rebalancing,
+            "tables_recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]
+            "timers_recovered": not waiting,
+        }
+        body = {"ready": all(checks.values()), "checks": checks, "partitions": assigned}
+        return json_response(web, body, status=200 if body["ready"] else 503)

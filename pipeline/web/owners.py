@@ -1,0 +1,95 @@
+"""Which worker holds a key, and forwarding a request to it.
+
+Every table and user-keyed topic has ``CLARION_PARTITIONS`` partitions and Faust's assignor
+gives partition *p* of all of them to one worker, so the owner of a key is the owner of
+``murmur2(key) % partitions``: for a user id, where its events and preferences go; for a
+notification id, where its status records go. Faust's own ``table_route`` cannot be used: it
+hashes the JSON-serialised key, while Clarion partitions by the raw key bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from faust.types import TP
+from yarl import URL
+
+from pipeline.kafka.partitioner import partition_for_key
+from pipeline.web.responses import error_response
+
+# Set on forwarded requests: a worker that gets one for a partition it does not hold does
+# not forward it again (the assignment is changing), it answers 503.
+FORWARDED = "X-Clarion-Forwarded"
+_RETRY_AFTER = "2"
+_PROXY_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# Headers of the original request worth passing on.
+_PASSED_HEADERS = ("Authorization", "Accept", "Content-Type", "Last-Event-ID")
+
+Handler = Callable[[Any, Any, int], Awaitable[Any]]
+
+
+@dataclass(kw_only=True)
+class Owners:
+    app: Any
+    partitions: int
+    # Any changelog topic of a Clarion table: its distribution names every partition's owner.
+    table_topic: str
+
+    def partition_of(self, key: str) -> int:
+        return partition_for_key(key.encode(), self.partitions)
+
+    def is_local(self, partition: int) -> bool:
+        assigned: set[TP] = self.app.assignor.assigned_actives()
+        return TP(self.table_topic, partition) in assigned
+
+    def owner_url(self, partition: int) -> URL | None:
+        for url, topics in self.app.assignor.changelog_distribution.items():
+            if partition in topics.get(self.table_topic, ()):
+                return URL(url)
+        return None
+
+    async def answer(self, web: Any, request: Any, key: str, handler: Handler) -> Any:
+        """Run ``handler`` here if this worker holds ``key``, else return the owner's answer."""
+        partition = self.partition_of(key)
+        if self.is_local(partition):
+            return await handler(web, request, partition)
+        owner = self.owner_url(partition)
+        if owner is None or request.headers.get(FORWARDED):
+            return _moving(web, partition)
+        return await self._forward(web, request, owner)
+
+    async def _forward(self, web: Any, request: Any, owner: URL) -> Any:
+        target = request.url.with_scheme(owner.scheme).with_host(owner.host or "")
+        target = target.with_port(owner.port)
+        headers = {
+            name: request.headers[name] for name in _PASSED_HEADERS if name in request.headers
+        }
+        headers[FORWARDED] = "1"
+        body = await request.read() if request.method in {"POST", "PUT", "PATCH"} else None
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=_PROXY_TIMEOUT) as session,
+                session.request(request.method, target, headers=headers, data=body) as reply,
+            ):
+                content = await reply.read()
+                return web.bytes(
+                    content,
+                    content_type=reply.content_type or "application/json",
+                    status=reply.status,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return error_response(web, 502, "owner unreachable", f"{owner}: {exc!r}")
+
+
+def _moving(web: Any, partition: int) -> Any:
+    response = error_response(
+        web,
+        503,
+        "partition moving",
+        f"partition {partition} has no owner right now (rebalance in progress); retry shortly",
+    )
+    response.headers["Retry-After"] = _RETRY_AFTER
+    return response
