@@ -20,6 +20,7 @@ import orjson
 
 from agents.delivery.register import publish, unprocessable
 from agents.records_out import utc_iso
+from pipeline.metrics import SENT
 from tables.inbox import StoredInboxItem, add_item, item_from_delivery, mark_read
 
 if TYPE_CHECKING:
@@ -83,13 +84,16 @@ def register_inbox(clarion: Clarion) -> None:
         clarion.topics.inbox_commands, key_serializer="raw", value_serializer="raw"
     )
 
+    metrics = clarion.metrics
+
     @app.agent(deliveries, name="clarion.deliver.in_app")
     async def store(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             message = event.message
             try:
                 delivery = orjson.loads(message.value)
-                at = utc_iso(clarion.clock())
+                now = clarion.clock()
+                at = utc_iso(now)
                 user_id = delivery["user_id"]
                 before = inbox.get(user_id)
                 after = add_item(
@@ -109,6 +113,8 @@ def register_inbox(clarion: Clarion) -> None:
                         reason="stored in the in-app inbox",
                     )
                 ]
+                metrics.delivery("in_app", "inbox", SENT)
+                metrics.sent("in_app", delivery.get("priority"), delivery.get("created_at"), now)
             except Exception as exc:
                 logger.exception("in-app delivery %d@%d failed", message.partition, message.offset)
                 records = [unprocessable(clarion, message, exc)]

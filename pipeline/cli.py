@@ -14,6 +14,7 @@ from agents.delivery.providers.config import ProviderConfigError
 from pipeline.kafka.local import LocalKafkaError, fetch_kafka
 from pipeline.settings import Settings, SettingsError
 from pipeline.topics import TopicNames
+from pipeline.web.auth import ApiKeys
 from schemas.validation import Invalid, parse_event, parse_preferences
 
 
@@ -193,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        ApiKeys.parse(settings.api_keys)  # refused here rather than by a starting worker
     except (SettingsError, ProviderConfigError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -36,7 +36,10 @@ def run_worker(settings: Settings) -> None:
     clarion = create_app(settings)
     # At warning level faust turns on its spinner, which sets the root logger to DEBUG and
     # costs a quarter of the throughput in logging; info is both cheaper and more useful.
-    worker = faust.Worker(clarion.app, loglevel=settings.log_level, loop=loop)
+    # Plain stdout: the dev sinks print what they receive, and those lines are not log records.
+    worker = faust.Worker(
+        clarion.app, loglevel=settings.log_level, loop=loop, redirect_stdouts=False
+    )
     worker.execute_from_commandline()
 
 
@@ -47,6 +50,8 @@ def start_dev_sinks_thread() -> dict[str, str]:
     """
     from pipeline.devsinks.run import start_dev_sinks  # noqa: PLC0415 - dev only
 
+    # aiosmtpd logs every SMTP command at info level; the sink prints one line per message.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     ready: concurrent.futures.Future[dict[str, str]] = concurrent.futures.Future()
 

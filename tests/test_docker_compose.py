@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.app import topic_specs
 from pipeline import metric_names
+from pipeline.app import topic_specs
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 from tests.helpers.metrics import exercised_metrics, exported

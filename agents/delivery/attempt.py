@@ -33,6 +33,14 @@ from agents.delivery.ratelimit import TokenBucket
 from agents.records_out import OutputWriter, utc_iso
 from pipeline.clock import Clock
 from pipeline.kafka.outbox import OutRecord
+from pipeline.metrics import (
+    CIRCUIT_OPEN,
+    NO_PROVIDER,
+    PERMANENT_ERROR,
+    SENT,
+    TRANSIENT_ERROR,
+    Metrics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ class ChannelSender:
     clock: Clock
     forget_address: ForgetAddress | None = None
     rng: random.Random = field(default_factory=random.Random)
+    metrics: Metrics | None = None
 
     async def attempt(self, delivery: dict[str, Any], partition: int) -> list[OutRecord]:
         slot = self._choose_slot()
@@ -67,6 +76,8 @@ class ChannelSender:
             # Every provider's breaker is open: do not knock, come back when one may close.
             wait = min(s.breaker.retry_in() for s in self._slots())
             failure = TransientDeliveryError(f"{self.channel} provider unavailable (circuit open)")
+            if self.metrics is not None:
+                self.metrics.delivery(self.channel, NO_PROVIDER, CIRCUIT_OPEN)
             return self._failed(delivery, partition, failure, retry_after=wait)
         await slot.bucket.acquire()
         try:
@@ -82,6 +93,10 @@ class ChannelSender:
             return self._on_failure(slot, delivery, partition, crash)
         slot.breaker.record_success()
         slot.bucket.on_success()
+        if self.metrics is not None:
+            self.metrics.delivery(self.channel, slot.provider.name, SENT)
+            created_at, priority = delivery.get("created_at"), delivery.get("priority")
+            self.metrics.sent(self.channel, priority, created_at, self.clock())
         via = slot.provider.name
         if result.provider_message_id:
             via = f"{via} id {result.provider_message_id}"
@@ -103,6 +118,10 @@ class ChannelSender:
         partition: int,
         failure: DeliveryError,
     ) -> list[OutRecord]:
+        if self.metrics is not None:
+            permanent = isinstance(failure, PermanentDeliveryError)
+            outcome = PERMANENT_ERROR if permanent else TRANSIENT_ERROR
+            self.metrics.delivery(self.channel, slot.provider.name, outcome)
         retry_after = None
         if isinstance(failure, TransientDeliveryError):
             slot.breaker.record_failure()

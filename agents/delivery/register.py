@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,7 @@ def _sender(clarion: Clarion, channel: str, provider: Provider) -> ChannelSender
         retry_backoff=settings.retry_backoff,
         clock=clarion.clock,
         forget_address=_forget_push_token(clarion) if channel == "push" else None,
+        metrics=clarion.metrics,
     )
 
 
@@ -127,6 +129,8 @@ async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
 def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> None:
     app = clarion.app
     topic = app.topic(clarion.topics.deliver(channel), key_serializer="raw", value_serializer="raw")
+    # Provider round trips and rate-limit waits included: the time the record holds a slot.
+    observe_processing = clarion.metrics.agent_timer(f"clarion.deliver.{channel}")
 
     @app.agent(
         topic, name=f"clarion.deliver.{channel}", concurrency=clarion.settings.delivery.concurrency
@@ -134,6 +138,7 @@ def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> 
     async def deliver(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             message = event.message
+            started = time.perf_counter()
             try:
                 delivery = orjson.loads(message.value)
                 records = [
@@ -154,6 +159,7 @@ def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> 
                     "delivery %s[%d]@%d failed", topic, message.partition, message.offset
                 )
                 records = [unprocessable(clarion, message, exc)]
+            observe_processing(time.perf_counter() - started)
             await publish(app, records)
 
 
@@ -201,10 +207,12 @@ def _register_status(clarion: Clarion) -> None:
     app = clarion.app
     table = clarion.status_table
     topic = app.topic(clarion.topics.status, key_serializer="raw", value_serializer="raw")
+    observe_processing = clarion.metrics.agent_timer("clarion.status")
 
     @app.agent(topic, name="clarion.status")
     async def record(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
+            started = time.perf_counter()
             try:
                 change = orjson.loads(event.message.value)
                 notification_id = change["notification_id"]
@@ -217,3 +225,4 @@ def _register_status(clarion: Clarion) -> None:
                 logger.exception(
                     "status record %d@%d ignored", event.message.partition, event.message.offset
                 )
+            observe_processing(time.perf_counter() - started)

@@ -9,15 +9,20 @@ if TYPE_CHECKING:
 
 
 def register_web(clarion: Clarion) -> None:
-    from pipeline.web.health import register_health  # noqa: PLC0415 - they import the app
+    from pipeline.web.auth import api_keys_for  # noqa: PLC0415 - they import the app
+    from pipeline.web.auth import authorize as check_key  # noqa: PLC0415
+    from pipeline.web.health import register_health  # noqa: PLC0415
     from pipeline.web.inbox_live import register_inbox_live  # noqa: PLC0415
     from pipeline.web.ingest import register_ingest_http  # noqa: PLC0415
     from pipeline.web.metrics import register_metrics  # noqa: PLC0415
+    from pipeline.web.openapi import register_openapi  # noqa: PLC0415
     from pipeline.web.owners import Owners  # noqa: PLC0415
     from pipeline.web.views import register_views  # noqa: PLC0415
 
-    async def authorize(web: Any, request: Any, scope: str) -> Any:  # noqa: ARG001
-        return None
+    keys = api_keys_for(clarion)
+
+    async def authorize(web: Any, request: Any, scope: str) -> Any:
+        return await check_key(keys, web, request, scope)
 
     owners = Owners(
         app=clarion.app,
@@ -29,3 +34,4 @@ def register_web(clarion: Clarion) -> None:
     register_ingest_http(clarion)
     register_views(clarion, owners, authorize)
     register_inbox_live(clarion, owners, authorize)
+    register_openapi(clarion)

@@ -56,8 +56,8 @@ def register_health(clarion: Clarion) -> None:
         )
         waiting = [p for p in assigned if not clarion.timer_table.is_ready(p)]
         checks = {
-            "broker": await broker_reachable(),
-            "rebalancing": not app.rebalancing,
+            "broker_reachable": await broker_reachable(),
+            "assignment_settled": not app.rebalancing,
             "tables_recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]
             "timers_recovered": not waiting,
         }

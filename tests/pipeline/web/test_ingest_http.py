@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.kafka.local import LocalKafka
 from pipeline.kafka.partitioner import partition_for_key
+from pipeline.web.ingest import EventPublisher, PublishError
 from tests.helpers.deployment import PARTITIONS, Pipeline, deployment
 from tests.helpers.kafka import Received
 from tests.helpers.pipeline_io import event, statuses
@@ -336,3 +337,17 @@ async def test_without_keys_only_loopback_clients_are_served(
         await reader.wait_for(lambda records: "lo-1" in event_ids(records), what="lo-1")
         await reader.catch_up()
         assert "lo-2" not in event_ids(reader.records)
+
+
+async def test_publisher_reports_an_unreachable_broker_and_refuses_after_stop() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    publisher = EventPublisher(
+        bootstrap_servers=f"127.0.0.1:{port}", topic="clarion.events", timeout=20
+    )
+    with pytest.raises(PublishError, match="KafkaConnectionError"):
+        await publisher.publish([(b"u", b"{}", "e-1")])
+    await publisher.stop()
+    with pytest.raises(PublishError, match="shutting down"):
+        await publisher.publish([(b"u", b"{}", "e-1")])

@@ -215,3 +215,28 @@ async def read_event(stream: aiohttp.ClientResponse) -> dict[str, Any]:
                 continue
             name, _, value = line.partition(": ")
             fields[name] = value
+
+
+async def test_views_need_a_read_key_when_keys_are_configured(pipeline: Pipeline) -> None:
+    worker = pipeline.worker(CLARION_API_KEYS="reader-key:read,writer-key:write").start()
+    url = f"http://127.0.0.1:{worker.web_port}/users/nobody/preferences"
+    async with aiohttp.ClientSession() as session:
+
+        async def status_with(key: str | None) -> int:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            async with session.get(url, headers=headers) as reply:
+                return reply.status
+
+        assert await status_with(None) == 401
+        assert await status_with("wrong") == 401
+        assert await status_with("writer-key") == 403
+        # Authorised: the view answers (404: no preferences, or 503 while partitions settle).
+        await poll(
+            lambda: _pair(status_with("reader-key")),
+            lambda status, _: status == 404,
+            what="an authorised answer",
+        )
+
+
+async def _pair(status: Awaitable[int]) -> tuple[int, None]:
+    return await status, None
