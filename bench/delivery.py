@@ -386,8 +386,8 @@ def run_delivery_bench(settings: Settings, *, deliveries: int, rate: float | Non
         )
         print(
             f"  including the initial burst: {paced.rate_between(0, last):,.1f} deliveries/s; "
-            f"busiest second: {paced.busiest_second():,} (the bucket allows at most "
-            f"{rate:g} + {BURST})",
+            f"busiest second: {paced.busiest_second():,} arrivals (the bucket hands out at "
+            f"most {rate:g} + {BURST} tokens a second; arrivals may bunch by a few)",
             flush=True,
         )
         print(f"  {paced.describe()}", flush=True)

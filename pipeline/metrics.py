@@ -17,7 +17,7 @@ normalised into bounded sets at scrape time: unknown channels, statuses and prio
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
 
@@ -432,9 +432,6 @@ class Metrics:
         Partitions missing from the new snapshot (revoked) stop being exported.
         """
         self._lag = tuple(lag)
-
-    def consumer_lag(self) -> Iterator[tuple[str, int, int]]:
-        return iter(self._lag)
 
 
 def _by_channel(counts: dict[str, int]) -> Samples:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -118,12 +118,16 @@ def _asdict(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
-    """Send and wait until the broker has them all: only then may the input be acknowledged."""
-    pending = [
+async def start_publishing(app: faust.App, records: Iterable[OutRecord]) -> list[Awaitable[Any]]:
+    """Hand records to the producer; the futures resolve once the broker has them."""
+    return [
         await app.producer.send(r.topic, r.key, r.value, r.partition, None, None) for r in records
     ]
-    await asyncio.gather(*pending)
+
+
+async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
+    """Send and wait until the broker has them all: only then may the input be acknowledged."""
+    await asyncio.gather(*await start_publishing(app, records))
 
 
 def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> None:
@@ -139,20 +143,21 @@ def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> 
         async for event in stream.events():
             message = event.message
             started = time.perf_counter()
+            announced: list[Awaitable[Any]] = []
             try:
                 delivery = orjson.loads(message.value)
-                records = [
-                    sender.writer.status(
-                        notification_id=delivery["notification_id"],
-                        status="sending",
-                        at=utc_iso(clarion.clock()),
-                        event_ids=list(delivery.get("event_ids") or ()),
-                        user_id=delivery.get("user_id"),
-                        channel=channel,
-                        reason=f"attempt {delivery.get('attempt') or 1}",
-                    )
-                ]
-                records += await sender.attempt(delivery, message.partition)
+                sending = sender.writer.status(
+                    notification_id=delivery["notification_id"],
+                    status="sending",
+                    at=utc_iso(clarion.clock()),
+                    event_ids=list(delivery.get("event_ids") or ()),
+                    user_id=delivery.get("user_id"),
+                    channel=channel,
+                    reason=f"attempt {delivery.get('attempt') or 1}",
+                )
+                # On its way before the provider is called, so a crash mid-send leaves a trace.
+                announced = await start_publishing(app, [sending])
+                records = await sender.attempt(delivery, message.partition)
             except Exception as exc:
                 # Undecodable or a bug: park it where an operator will look, never drop it.
                 logger.exception(
@@ -161,6 +166,7 @@ def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> 
                 records = [unprocessable(clarion, message, exc)]
             observe_processing(time.perf_counter() - started)
             await publish(app, records)
+            await asyncio.gather(*announced)
 
 
 def unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:

@@ -1,6 +1,7 @@
 """How hard each provider may be pushed: rate limits, breakers, concurrency, fallbacks.
 
-Read from ``CLARION_*`` variables; rates are per second and unset means unlimited.
+Read from ``CLARION_*`` variables; rates are per second and unset means unlimited. Limits are
+per worker: N workers send up to N times the rate to a provider.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class DeliveryTuning:
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
     # Deliveries in flight per channel and worker; the agents write no tables, so they may.
-    concurrency: int = 16
+    # 64: a delivery mostly waits (provider round trip, broker acknowledgement), and the bench
+    # measured 77/s at 1, 558/s at 64 through a local webhook sink.
+    concurrency: int = 64
     # A second SMTP relay used while the first one's breaker is open.
     smtp_fallback: SmtpConfig | None = None
     inbox_size: int = 200
@@ -56,7 +59,7 @@ class DeliveryTuning:
             rate_limits=limits,
             breaker_failures=int(_number(env, "CLARION_BREAKER_FAILURES") or 5),
             breaker_cooldown=_number(env, "CLARION_BREAKER_COOLDOWN") or 30.0,
-            concurrency=int(_number(env, "CLARION_DELIVERY_CONCURRENCY") or 16),
+            concurrency=int(_number(env, "CLARION_DELIVERY_CONCURRENCY") or 64),
             smtp_fallback=fallback,
             inbox_size=int(_number(env, "CLARION_INBOX_SIZE") or 200),
         )

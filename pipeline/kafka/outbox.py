@@ -213,16 +213,16 @@ class TransactionalOutbox:
             await self.flush(partition)
             async with self._locks[partition]:
                 await self._drop_producer(partition)
+        if not self._producers:
+            # Nothing owned any more (a rebalance, or the worker stopping): close the shared
+            # changelog producer too; the next batch opens it again.
+            await self._stop_changelog_producer()
 
-    async def stop(self) -> None:
-        with contextlib.suppress(KafkaError, OutboxCommitError):
-            await self.flush_all()
-        for partition in list(self._producers):
-            await self._drop_producer(partition)
-        if self._changelog_producer is not None:
+    async def _stop_changelog_producer(self) -> None:
+        producer, self._changelog_producer = self._changelog_producer, None
+        if producer is not None:
             with contextlib.suppress(KafkaError):
-                await self._changelog_producer.stop()
-            self._changelog_producer = None
+                await producer.stop()
 
 
 async def _send(

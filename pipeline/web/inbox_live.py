@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 from aiohttp import web as aiohttp_web
+from aiokafka.errors import KafkaError
 
 from agents.inbox import InboxFeed, mark_read_command
 from agents.records_out import utc_iso
@@ -65,8 +66,14 @@ def register_inbox_live(clarion: Clarion, owners: Owners, authorize: Authorize) 
             key = user_id.encode()
             command = mark_read_command(user_id, ids, utc_iso(clarion.clock()))
             partition = partition_for_key(key, clarion.settings.partitions)
-            await app.producer.send_and_wait(topic, key, command, partition, None, None)
-            return json_response(self, {"user_id": user_id, "marking": ids or "all"}, status=202)
+            try:
+                await app.producer.send_and_wait(topic, key, command, partition, None, None)
+            except KafkaError as exc:
+                refused = error_response(self, 503, "broker unavailable", repr(exc))
+                refused.headers["Retry-After"] = "5"
+                return refused
+            marking = ids if ids is not None else "all"
+            return json_response(self, {"user_id": user_id, "marking": marking}, status=202)
 
     @app.page("/users/{user_id}/inbox/stream")
     async def stream(web: Any, request: Any, user_id: str) -> Any:
@@ -86,7 +93,10 @@ def register_inbox_live(clarion: Clarion, owners: Owners, authorize: Authorize) 
 
 def _last_event_id(request: Any) -> int:
     raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
-    return int(raw) if raw.isdigit() else 0
+    if raw.isascii() and raw.isdigit():  # isdigit() alone lets "²" through to int()
+        with contextlib.suppress(ValueError):  # int() refuses over 4300 digits
+            return int(raw)
+    return 0
 
 
 async def _serve(

@@ -8,10 +8,10 @@ the broker:
   high watermark minus the offset Faust last committed for this worker. The events topic is
   committed by the transactional outbox, not by Faust, so there the offset after the last
   record handed to the ingest agent stands in (it runs ahead of the commit by at most the
-  commit linger, and is one too high right after a rebalance, before a record was read).
-  On topics written in transactions (the channel and status topics) a partition at rest can
-  show a lag of 1: the commit marker after the last record is never delivered, so it is never
-  committed either.
+  commit linger; right after a rebalance, before a record was read, the lag is one short).
+  Topics written in transactions (the channel and status topics) end in commit markers that are
+  never delivered, so never committed: when everything read is committed, the consumer's fetch
+  position, which skips them, says how far the partition is done.
 * the size of the dead-letter topic: end minus start offsets over its partitions. Every worker
   exports the same value; dashboards take the ``max``.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -35,6 +34,7 @@ logger = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
 DLQ_INTERVAL_S = 15.0
 _DLQ_TIMEOUT_S = 10.0
+_LAG_TIMEOUT_S = 4.0
 
 
 def register_metrics(clarion: Clarion) -> None:
@@ -55,7 +55,8 @@ def register_metrics(clarion: Clarion) -> None:
     @app.timer(LAG_INTERVAL_S, name="clarion.metrics.lag")  # type: ignore[untyped-decorator]
     async def refresh_lag() -> None:
         try:
-            metrics.set_consumer_lag(consumer_lag(app, watched))
+            lag = await asyncio.wait_for(consumer_lag(app, watched), _LAG_TIMEOUT_S)
+            metrics.set_consumer_lag(lag)
         except Exception:  # the consumer may not be started, or may be rebalancing
             logger.debug("consumer lag unavailable", exc_info=True)
             metrics.set_consumer_lag(())
@@ -70,13 +71,9 @@ def register_metrics(clarion: Clarion) -> None:
         metrics.set_dlq_records(size)
 
 
-def consumer_lag(app: faust.App, watched: frozenset[str]) -> list[tuple[str, int, int]]:
+async def consumer_lag(app: faust.App, watched: frozenset[str]) -> list[tuple[str, int, int]]:
     """(topic, partition, records behind) for this worker's assigned partitions of ``watched``."""
     consumer = app.consumer
-    # Faust keeps no public accessor for these; both map TP -> offset (or None).
-    committed: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
-    last_read: Mapping[TP, int | None] = getattr(consumer, "_read_offset", {})
-    acks_enabled_for = app.topics.acks_enabled_for
     lag = []
     for tp in consumer.assignment():
         if tp.topic not in watched:
@@ -85,14 +82,37 @@ def consumer_lag(app: faust.App, watched: frozenset[str]) -> list[tuple[str, int
         highwater: int | None = consumer.highwater(tp)
         if highwater is None:
             continue
-        position = committed.get(tp) if acks_enabled_for(tp.topic) else None
-        if position is None:
-            read = last_read.get(tp)
-            position = None if read is None else read + 1
-        if position is None:
-            continue
-        lag.append((tp.topic, tp.partition, max(0, highwater - position)))
+        position = await _processed_position(app, tp, highwater)
+        if position is not None:
+            lag.append((tp.topic, tp.partition, max(0, highwater - position)))
     return sorted(lag)
+
+
+async def _processed_position(app: faust.App, tp: TP, highwater: int) -> int | None:
+    """The offset after the last record of ``tp`` this worker is done with.
+
+    Read from what the consumer already knows; it is asked for its fetch position only when
+    that cannot tell: nothing read or committed yet (a new group), or everything read is
+    committed and the end is further (transaction markers, never delivered, or records not
+    yet handed over).
+    """
+    consumer = app.consumer
+    # Faust keeps no public accessor for these. After a seek both hold the committed offset;
+    # then read is the offset of the last record handed to an agent, committed the next one.
+    committed: int | None = getattr(consumer, "_committed_offset", {}).get(tp)
+    read: int | None = getattr(consumer, "_read_offset", {}).get(tp)
+    acked = app.topics.acks_enabled_for(tp.topic)
+    if read is None and (committed is None or not acked):
+        # An empty partition is not behind; otherwise the consumer starts where it was reset.
+        return 0 if highwater == 0 else await consumer.position(tp)
+    if not acked or committed is None:
+        # The events topic is committed by the outbox, not Faust: what was handed to the agent
+        # stands in. Elsewhere, nothing was committed yet.
+        return None if read is None else read + 1
+    if read is None or committed != read + 1 or committed >= highwater:
+        return committed
+    fetched = await consumer.position(tp)
+    return committed if fetched is None else max(committed, min(fetched, highwater))
 
 
 async def topic_size(consumer: Any, partitions: list[TP]) -> int:

@@ -185,14 +185,19 @@ def _components_schemas() -> dict[str, Any]:
                 "checks": {
                     "description": "Each readiness check and whether it passes.",
                     "type": "object",
-                    "required": ["broker", "rebalancing", "tables_recovered", "timers_recovered"],
+                    "required": [
+                        "broker_reachable",
+                        "assignment_settled",
+                        "tables_recovered",
+                        "timers_recovered",
+                    ],
                     "properties": {
-                        "broker": {
+                        "broker_reachable": {
                             "description": "The broker answered a metadata request recently.",
                             "type": "boolean",
                         },
-                        "rebalancing": {
-                            "description": "True when no rebalance is under way.",
+                        "assignment_settled": {
+                            "description": "No rebalance is under way.",
                             "type": "boolean",
                         },
                         "tables_recovered": {
@@ -715,6 +720,7 @@ def _paths(max_event_bytes: int) -> dict[str, Any]:
                     "400": {"$ref": _RESPONSES + "BadRequest"},
                     "401": {"$ref": _RESPONSES + "Unauthorized"},
                     "403": {"$ref": _RESPONSES + "Forbidden"},
+                    "503": _error("The broker did not take the read mark; retry."),
                 },
             }
         },

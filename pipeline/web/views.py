@@ -83,6 +83,8 @@ def register_views(clarion: Clarion, owners: Owners, authorize: Authorize) -> No
             try:
                 ids = orjson.loads(await request.read())["ids"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
+                ids = None
+            if not isinstance(ids, list):  # {"ids": null} or {"ids": 5} used to be a 500
                 return error_response(self, 400, "bad request", 'expected {"ids": [...]}')
             return json_response(self, views.local_statuses(ids))
 
@@ -198,9 +200,11 @@ def _limit(request: Any) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone lets "²" through to int(), and int() refuses over 4300 digits: both 500s.
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
+    if not 1 <= limit <= MAX_LIMIT:
         raise BadRequestError(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
-    return int(raw)
+    return limit
 
 
 def _encode_cursor(key: bytes, prefix: bytes) -> str:

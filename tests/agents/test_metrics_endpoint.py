@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from agents.records_out import utc_iso
 from pipeline.kafka.local import free_port
 from tests.agents.conftest import Pipeline
 from tests.helpers.kafka import produce, produce_json
-from tests.helpers.pipeline_io import event, preferences, wait_for_preferences
+from tests.helpers.pipeline_io import event, preferences
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +23,6 @@ Scrape = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def _scrape(port: int) -> tuple[str, Scrape]:
-    import urllib.error
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
-    except urllib.error.HTTPError as exc:
-        raise AssertionError(f"{exc.headers} {exc.read()!r}") from exc
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         content_type = response.headers["Content-Type"]
         text = response.read().decode()
@@ -38,6 +34,18 @@ def _scrape(port: int) -> tuple[str, Scrape]:
     return content_type, values
 
 
+def _preferences_stored(port: int, user_id: str) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/users/{user_id}/preferences", timeout=5
+        ) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as exc:
+        if exc.code in {404, 503}:  # not there yet, or its partition is being assigned
+            return False
+        raise
+
+
 def _get(values: Scrape, name: str, **labels: str) -> float:
     return values.get((name, frozenset(labels.items())), 0.0)
 
@@ -47,7 +55,10 @@ async def test_metrics_count_what_the_worker_does(pipeline: Pipeline) -> None:
     worker = pipeline.worker(CLARION_SMTP_PORT=str(free_port())).start()
     user = preferences("mia", channels={"email": True, "sms": False, "push": False, "in_app": True})
     await produce_json(pipeline.bootstrap, pipeline.topics.preferences, [user])
-    wait_for_preferences(pipeline, "mia")
+    deadline = time.monotonic() + 60
+    while not await asyncio.to_thread(_preferences_stored, worker.web_port, "mia"):
+        assert time.monotonic() < deadline, "the preferences never reached the table"
+        await asyncio.sleep(0.1)  # polling interval of the deadline loop
     created = utc_iso(datetime.now(UTC) - timedelta(days=2))
     await produce_json(
         pipeline.bootstrap,
@@ -57,7 +68,8 @@ async def test_metrics_count_what_the_worker_does(pipeline: Pipeline) -> None:
     await produce(pipeline.bootstrap, pipeline.topics.events, [(b"mia", b"not json")])
 
     def settled(values: Scrape) -> bool:
-        lag = [name for name, _ in values if name == "clarion_consumer_lag_records"]
+        lag = _lag(values)
+        events_partitions = [p for topic, p in lag if topic == pipeline.topics.events]
         return (
             _get(values, "clarion_events_received_total") >= 4
             and _get(values, "clarion_events_total", outcome="duplicate") >= 1
@@ -70,7 +82,10 @@ async def test_metrics_count_what_the_worker_does(pipeline: Pipeline) -> None:
                 priority="high",
             )
             >= 2
-            and bool(lag)
+            # Every partition of the events topic (one worker owns them all), and everything
+            # caught up: transaction markers on the channel and status topics do not count.
+            and len(events_partitions) == 4
+            and not any(lag.values())
             and ("clarion_dlq_records", frozenset()) in values
         )
 
@@ -101,11 +116,12 @@ async def test_metrics_count_what_the_worker_does(pipeline: Pipeline) -> None:
     assert _get(values, latency, **labels, le="86400.0") == 1
     assert _get(values, latency, **labels, le="+Inf") == 2
     assert _get(values, "clarion_agent_processing_seconds_count", agent="clarion.ingest") >= 4
-    lag = {
-        dict(labels)["partition"]: value
+    assert _get(values, "clarion_dlq_records") == 0
+
+
+def _lag(values: Scrape) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["topic"], dict(labels)["partition"]): value
         for (name, labels), value in values.items()
         if name == "clarion_consumer_lag_records"
-        and dict(labels)["topic"] == pipeline.topics.events
     }
-    assert len(lag) == 4, lag  # every partition of the events topic: one worker owns them all
-    assert _get(values, "clarion_dlq_records") == 0

@@ -60,7 +60,8 @@ def wait_for_preferences(
                 if check is None or check(body):
                     return
         except urllib.error.HTTPError as exc:
-            if exc.code != 404:
+            # 404: not there yet; 503: the worker's partitions are still being assigned.
+            if exc.code not in {404, 503}:
                 raise
         except OSError:
             pass
