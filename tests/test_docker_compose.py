@@ -312,6 +312,17 @@ def test_workers_use_the_brokers_internal_listener() -> None:
     assert f"--bootstrap-server {internal}" in _command_text(SERVICES[KAFKA_INIT_SERVICE])
 
 
+def test_each_worker_advertises_its_own_web_address() -> None:
+    # Views forward to the key's owner at its advertised URL: it must be that worker's.
+    for worker in WORKERS:
+        env = _environment(SERVICES[worker])
+        advertised = env.get("CLARION_ADVERTISED_URL", "")
+        hostname = SERVICES[worker].get("hostname", worker)
+        assert advertised == f"http://{hostname}:{env['CLARION_WEB_PORT']}", (
+            f"{worker}: CLARION_ADVERTISED_URL={advertised!r}"
+        )
+
+
 def test_kafka_listens_where_it_advertises() -> None:
     env = _environment(SERVICES[KAFKA_SERVICE])
     bound = {}
