@@ -16,6 +16,13 @@ from pipeline.topics import TopicNames
 from schemas.records import InvalidRecord
 
 
+def encode_records(value: Any) -> Any:
+    """orjson ``default`` for faust Records, which a Record's ``asdict()`` leaves nested."""
+    if hasattr(value, "asdict"):
+        return value.asdict()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
 def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -22,6 +22,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from pipeline.app import topic_specs
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.local import LocalKafka, free_port
+from pipeline.runner import start_dev_sinks_thread
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 
@@ -82,8 +83,10 @@ def baseline(broker: BenchBroker, messages: Sequence[tuple[bytes, bytes]]) -> fl
 
 
 def start_worker(broker: BenchBroker, **extra_env: str) -> subprocess.Popen[bytes]:
+    """A worker whose providers deliver to quiet local sinks (unless ``extra_env`` says else)."""
     env = {
         **os.environ,
+        **start_dev_sinks_thread(quiet=True, ephemeral=True),
         "CLARION_BROKER": broker.settings.broker,
         "CLARION_PARTITIONS": str(PARTITIONS),
         "CLARION_TOPIC_PREFIX": PREFIX,

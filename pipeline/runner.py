@@ -43,12 +43,17 @@ def run_worker(settings: Settings) -> None:
     worker.execute_from_commandline()
 
 
-def start_dev_sinks_thread() -> dict[str, str]:
+def start_dev_sinks_thread(*, quiet: bool = False, ephemeral: bool = False) -> dict[str, str]:
     """Local SMTP/Twilio/FCM/webhook sinks on a thread of their own; the provider variables.
 
-    A thread, not the worker's loop: Faust owns that loop and its shutdown.
+    A thread, not the worker's loop: Faust owns that loop and its shutdown. ``quiet`` stops
+    them printing each message; ``ephemeral`` takes free ports instead of the usual ones.
     """
-    from pipeline.devsinks.run import start_dev_sinks  # noqa: PLC0415 - dev only
+    from pipeline.devsinks.run import (  # noqa: PLC0415 - dev only
+        DevSinkPorts,
+        echo_to_stdout,
+        start_dev_sinks,
+    )
 
     # aiosmtpd logs every SMTP command at info level; the sink prints one line per message.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -58,7 +63,12 @@ def start_dev_sinks_thread() -> dict[str, str]:
     def serve() -> None:
         asyncio.set_event_loop(loop)
         try:
-            sinks = loop.run_until_complete(start_dev_sinks())
+            sinks = loop.run_until_complete(
+                start_dev_sinks(
+                    ports=DevSinkPorts.ephemeral() if ephemeral else None,
+                    echo=None if quiet else echo_to_stdout,
+                )
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
             ready.set_exception(exc)
             return

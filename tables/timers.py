@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from pipeline.kafka.outbox import OutRecord
+from tables.keys import part
 from tables.txstore import TransactionalTable
 from tables.user_notifications import NOTIFICATION
 
@@ -36,21 +37,16 @@ _DUE_KINDS = (HELD, DIGEST, RETRY, NOTIFICATION)
 _DUE_BYTES = 8
 
 
-def _part(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return len(raw).to_bytes(2, "big") + raw
-
-
 def held_key(user_id: str, event_id: str) -> bytes:
-    return HELD + _part(user_id) + _part(event_id)
+    return HELD + part(user_id) + part(event_id)
 
 
 def digest_key(user_id: str, window_start_ms: int) -> bytes:
-    return DIGEST + _part(user_id) + window_start_ms.to_bytes(8, "big")
+    return DIGEST + part(user_id) + window_start_ms.to_bytes(8, "big")
 
 
 def item_prefix(user_id: str, window_start_ms: int) -> bytes:
-    return ITEM + _part(user_id) + window_start_ms.to_bytes(8, "big")
+    return ITEM + part(user_id) + window_start_ms.to_bytes(8, "big")
 
 
 def item_key(user_id: str, window_start_ms: int, arrival_ms: int, sequence: int) -> bytes:
@@ -62,15 +58,15 @@ def item_key(user_id: str, window_start_ms: int, arrival_ms: int, sequence: int)
 
 
 def sent_key(user_id: str, channel: str) -> bytes:
-    return SENT + _part(user_id) + _part(channel)
+    return SENT + part(user_id) + part(channel)
 
 
 def retry_key(user_id: str, notification_id: str) -> bytes:
-    return RETRY + _part(user_id) + _part(notification_id)
+    return RETRY + part(user_id) + part(notification_id)
 
 
 def user_prefix(kind: bytes, user_id: str) -> bytes:
-    return kind + _part(user_id)
+    return kind + part(user_id)
 
 
 def due_index(key: bytes, value: bytes) -> bytes | None:

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from tables.keys import part
+
 NOTIFICATION = b"n"
 _NEWEST_FIRST = (1 << 64) - 1
 
 
-def _part(value: str) -> bytes:
-    raw = value.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
 def user_notifications_prefix(user_id: str) -> bytes:
-    return NOTIFICATION + _part(user_id)
+    return NOTIFICATION + part(user_id)
 
 
 def notification_key(user_id: str, created_ms: int, notification_id: str) -> bytes:
     newest_first = (_NEWEST_FIRST - created_ms).to_bytes(8, "big")
-    return user_notifications_prefix(user_id) + newest_first + _part(notification_id)
+    return user_notifications_prefix(user_id) + newest_first + part(notification_id)
 
 
 def notification_row(

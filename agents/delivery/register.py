@@ -28,7 +28,7 @@ from agents.delivery.providers.base import Provider
 from agents.delivery.providers.smtp import SmtpProvider
 from agents.delivery.ratelimit import TokenBucket
 from agents.dispatch import millis
-from agents.records_out import utc_iso
+from agents.records_out import encode_records, utc_iso
 from pipeline.kafka.outbox import OutboxCommitError, OutRecord
 from pipeline.kafka.partitioner import partition_for_key
 from schemas.timestamps import parse_timestamp
@@ -107,15 +107,9 @@ def _forget_push_token(clarion: Clarion) -> ForgetAddress:
         }
         key = user_id.encode()
         partition = partition_for_key(key, clarion.settings.partitions)
-        return OutRecord(topic, partition, key, orjson.dumps(value, default=_asdict))
+        return OutRecord(topic, partition, key, orjson.dumps(value, default=encode_records))
 
     return forget
-
-
-def _asdict(value: Any) -> Any:
-    if hasattr(value, "asdict"):
-        return value.asdict()
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 async def start_publishing(app: faust.App, records: Iterable[OutRecord]) -> list[Awaitable[Any]]:
