@@ -21,7 +21,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from pipeline.app import topic_specs
 from pipeline.kafka.admin import TopicSpec, ensure_topics
-from pipeline.kafka.local import LocalKafka, free_port
+from pipeline.kafka.local import LocalKafka, die_with_parent, free_port
 from pipeline.runner import start_dev_sinks_thread
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
@@ -101,6 +101,8 @@ def start_worker(broker: BenchBroker, **extra_env: str) -> subprocess.Popen[byte
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # An interrupted bench must not leave a worker spinning against a dead broker.
+        preexec_fn=die_with_parent,  # noqa: PLW1509
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import socket
 from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any
@@ -47,6 +48,8 @@ class SmtpProvider:
 
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
+        # aiosmtplib would otherwise resolve it (socket.getfqdn) for every connection.
+        self._local_hostname = socket.getfqdn()
 
     def build_message(self, delivery: Mapping[str, Any]) -> EmailMessage:
         notification_id = str(delivery["notification_id"])
@@ -81,6 +84,7 @@ class SmtpProvider:
                 # False, not None: None would upgrade whenever the server offers it.
                 start_tls=config.starttls,
                 timeout=config.timeout,
+                local_hostname=self._local_hostname,
             )
         except aiosmtplib.SMTPException as exc:
             raise classify_smtp_error(address, exc) from exc

@@ -53,7 +53,7 @@ BREAKER_COOLDOWN = 5.0
 # --- deployment -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 async def shared(
     kafka: LocalKafka, sinks: DevSinks, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Pipeline]:
@@ -217,314 +217,326 @@ async def clarion_cli(pipeline: Pipeline, *args: str) -> tuple[int, str, str]:
 # --- the scenarios --------------------------------------------------------------------
 
 
-async def test_each_channel_delivers_once_in_its_provider_wire_format(
-    shared: Pipeline, sinks: DevSinks
-) -> None:
-    pipeline = shared
-    prefs = user_preferences("every", sinks, push_tokens=["tok-every"])
-    await add_users(pipeline, prefs)
-    await send_events(
-        pipeline,
-        event(
-            "ev-every",
-            "every",
-            channels=list(ALL_CHANNELS),
-            title="Invoice 42 is ready",
-            body="Your invoice is ready.\n\nThank you!",
-        ),
-    )
-    nids = {c: notification_id("every", "ev-every", c, address_of(prefs, c)) for c in ALL_CHANNELS}
-    env = sinks.provider_env()
-    async with open_reader(pipeline) as reader:
-        await reader.wait_for(
-            lambda _: (
-                all("sent" in names(reader, pipeline, nid) for nid in nids.values())
-                and inbox_writes(reader, pipeline, "every")
+class TestOnOneWorker:
+    """The scenarios that need no settings of their own share a worker, one after the other
+    (a fault injected into a sink hits whichever request comes next)."""
+
+    async def test_each_channel_delivers_once_in_its_provider_wire_format(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        pipeline = shared
+        prefs = user_preferences("every", sinks, push_tokens=["tok-every"])
+        await add_users(pipeline, prefs)
+        await send_events(
+            pipeline,
+            event(
+                "ev-every",
+                "every",
+                channels=list(ALL_CHANNELS),
+                title="Invoice 42 is ready",
+                body="Your invoice is ready.\n\nThank you!",
             ),
-            what="every channel sent and the inbox written",
         )
-
-        for channel in ("email", "sms", "push", "webhook"):
-            assert names(reader, pipeline, nids[channel]) == ["queued", "sending", "sent"], channel
-        # In-app has nothing to send: it is stored, in one step.
-        in_app = history(reader, pipeline, nids["in_app"])
-        assert [s["status"] for s in in_app] == ["queued", "sent"]
-        assert in_app[-1]["reason"] == "stored in the in-app inbox"
-        inbox = inbox_writes(reader, pipeline, "every")
-        assert [item["notification_id"] for item in inbox[-1]["items"]] == [nids["in_app"]]
-        assert inbox[-1]["items"][0]["subject"] == "Invoice 42 is ready"
-
-        # Email: one message, To/Subject, text and HTML parts, Message-ID from the id.
-        mails = [
-            m
-            for m in sinks.smtp.messages.items
-            if m.message["X-Clarion-Notification-Id"] == nids["email"]
-        ]
-        assert len(mails) == 1
-        mail = mails[0]
-        assert mail.rcpt_tos == ("every@example.com",)
-        assert mail.message["To"] == "every@example.com"
-        assert mail.message["Subject"] == "Invoice 42 is ready"
-        assert mail.message["Message-ID"] == f"<{nids['email']}@clarion.localhost>"
-        assert mail.part("plain") is not None
-        assert mail.part("plain").strip() == "Your invoice is ready.\n\nThank you!"
-        html = mail.part("html")
-        assert html is not None
-        assert "<p>Your invoice is ready.</p>" in html
-        assert "<p>Thank you!</p>" in html
-
-        # SMS: Twilio's form fields and basic auth with the account sid and token.
-        texts = [
-            r
-            for r in sinks.twilio.requests.items
-            if r.headers.get("I-Twilio-Idempotency-Token") == nids["sms"]
-        ]
-        assert len(texts) == 1
-        assert texts[0].path.endswith(
-            f"/Accounts/{env['CLARION_TWILIO_ACCOUNT_SID']}/Messages.json"
-        )
-        assert texts[0].form() == {
-            "To": PHONE,
-            "From": "+15005550006",
-            "Body": "Your invoice is ready.\n\nThank you!",
+        nids = {
+            c: notification_id("every", "ev-every", c, address_of(prefs, c)) for c in ALL_CHANNELS
         }
-        auth = BasicAuth.decode(texts[0].headers["Authorization"])
-        assert (auth.login, auth.password) == (
-            env["CLARION_TWILIO_ACCOUNT_SID"],
-            env["CLARION_TWILIO_AUTH_TOKEN"],
+        env = sinks.provider_env()
+        async with open_reader(pipeline) as reader:
+            await reader.wait_for(
+                lambda _: (
+                    all("sent" in names(reader, pipeline, nid) for nid in nids.values())
+                    and inbox_writes(reader, pipeline, "every")
+                ),
+                what="every channel sent and the inbox written",
+            )
+
+            for channel in ("email", "sms", "push", "webhook"):
+                assert names(reader, pipeline, nids[channel]) == ["queued", "sending", "sent"], (
+                    channel
+                )
+            # In-app has nothing to send: it is stored, in one step.
+            in_app = history(reader, pipeline, nids["in_app"])
+            assert [s["status"] for s in in_app] == ["queued", "sent"]
+            assert in_app[-1]["reason"] == "stored in the in-app inbox"
+            inbox = inbox_writes(reader, pipeline, "every")
+            assert [item["notification_id"] for item in inbox[-1]["items"]] == [nids["in_app"]]
+            assert inbox[-1]["items"][0]["subject"] == "Invoice 42 is ready"
+
+            # Email: one message, To/Subject, text and HTML parts, Message-ID from the id.
+            mails = [
+                m
+                for m in sinks.smtp.messages.items
+                if m.message["X-Clarion-Notification-Id"] == nids["email"]
+            ]
+            assert len(mails) == 1
+            mail = mails[0]
+            assert mail.rcpt_tos == ("every@example.com",)
+            assert mail.message["To"] == "every@example.com"
+            assert mail.message["Subject"] == "Invoice 42 is ready"
+            assert mail.message["Message-ID"] == f"<{nids['email']}@clarion.localhost>"
+            assert mail.part("plain") is not None
+            assert mail.part("plain").strip() == "Your invoice is ready.\n\nThank you!"
+            html = mail.part("html")
+            assert html is not None
+            assert "<p>Your invoice is ready.</p>" in html
+            assert "<p>Thank you!</p>" in html
+
+            # SMS: Twilio's form fields and basic auth with the account sid and token.
+            texts = [
+                r
+                for r in sinks.twilio.requests.items
+                if r.headers.get("I-Twilio-Idempotency-Token") == nids["sms"]
+            ]
+            assert len(texts) == 1
+            assert texts[0].path.endswith(
+                f"/Accounts/{env['CLARION_TWILIO_ACCOUNT_SID']}/Messages.json"
+            )
+            assert texts[0].form() == {
+                "To": PHONE,
+                "From": "+15005550006",
+                "Body": "Your invoice is ready.\n\nThank you!",
+            }
+            auth = BasicAuth.decode(texts[0].headers["Authorization"])
+            assert (auth.login, auth.password) == (
+                env["CLARION_TWILIO_ACCOUNT_SID"],
+                env["CLARION_TWILIO_AUTH_TOKEN"],
+            )
+            assert len(sinks.twilio.messages) == 1
+
+            # Push: FCM v1 JSON with the token, title and body, and the bearer token.
+            pushes = [
+                r
+                for r in sinks.fcm.requests.items
+                if r.json()["message"]["data"]["notification_id"] == nids["push"]
+            ]
+            assert len(pushes) == 1
+            assert pushes[0].path == f"/v1/projects/{env['CLARION_FCM_PROJECT_ID']}/messages:send"
+            assert pushes[0].headers["Authorization"] == f"Bearer {env['CLARION_FCM_TOKEN']}"
+            assert pushes[0].json()["message"] == {
+                "token": "tok-every",
+                "notification": {
+                    "title": "Invoice 42 is ready",
+                    "body": "Your invoice is ready.\n\nThank you!",
+                },
+                "data": {"notification_id": nids["push"]},
+            }
+
+            # Webhook: signed (Standard Webhooks) with the configured secret, id = notification.
+            hooks = webhook_requests(sinks, nids["webhook"])
+            assert len(hooks) == 1
+            hook = hooks[0]
+            assert hook.path == "/hooks/every"
+            assert signed(sinks, hook)
+            assert hook.headers["webhook-id"] == nids["webhook"]
+            payload = hook.json()
+            assert payload["notification_id"] == nids["webhook"]
+            assert payload["event_ids"] == ["ev-every"]
+            assert payload["subject"] == "Invoice 42 is ready"
+            assert "address" not in payload
+
+    async def test_a_500_is_retried_through_the_retry_topic_and_delivered_once(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        pipeline = shared
+        await add_users(pipeline, user_preferences("flaky", sinks))
+        sinks.twilio.fail_next(1, status=500)
+        await send_events(pipeline, event("ev-flaky", "flaky", channels=["sms"]))
+        nid = notification_id("flaky", "ev-flaky", "sms", PHONE)
+        async with open_reader(pipeline) as reader:
+            await reader.wait_for(lambda _: "sent" in names(reader, pipeline, nid), what="sms sent")
+            await reader.catch_up()
+
+            assert names(reader, pipeline, nid) == [
+                "queued",
+                "sending",
+                "retrying",
+                "sending",
+                "sent",
+            ]
+            requests = [
+                r
+                for r in sinks.twilio.requests.items
+                if r.headers.get("I-Twilio-Idempotency-Token") == nid
+            ]
+            assert len(requests) == 2
+            assert requests[0].form() == requests[1].form()
+            assert len(sinks.twilio.messages) == 1  # the 500 created no message
+
+            retries = records_of(reader, pipeline.topics.retry, nid)
+            assert len(retries) == 1
+            retry = retries[0]
+            assert retry["attempt"] == 2
+            assert [(e["attempt"], e["transient"]) for e in retry["errors"]] == [(1, True)]
+            assert "HTTP 500" in retry["errors"][0]["error"]
+            not_before = epoch(retry["not_before"])
+            failed_at = epoch(retry["errors"][0]["at"])
+            assert not_before >= failed_at + 1.0 - 0.002  # the backoff's floor, in ms
+            assert not_before > requests[0].received_at
+            # The second attempt waited for not_before (ms precision on the timestamp).
+            assert requests[1].received_at >= not_before - 0.01
+            retrying = history(reader, pipeline, nid)[2]
+            assert "HTTP 500" in retrying["reason"]
+            assert retry["not_before"] in retrying["reason"]
+
+    async def test_a_permanent_400_fails_at_once_into_the_dlq(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        pipeline = shared
+        prefs = user_preferences("refused", sinks)
+        await add_users(pipeline, prefs)
+        sinks.webhook.fail_next(1, status=400)
+        await send_events(pipeline, event("ev-refused", "refused", channels=["webhook"]))
+        nid = notification_id("refused", "ev-refused", "webhook", address_of(prefs, "webhook"))
+        async with open_reader(pipeline) as reader:
+            await reader.wait_for(
+                lambda _: (
+                    "failed" in names(reader, pipeline, nid)
+                    and records_of(reader, pipeline.topics.dlq, nid)
+                ),
+                what="failed and dead-lettered",
+            )
+            await reader.catch_up()
+
+            assert names(reader, pipeline, nid) == ["queued", "sending", "failed"]
+            failed = history(reader, pipeline, nid)[-1]
+            assert failed["reason"].startswith("permanent failure: HTTP 400")
+            assert records_of(reader, pipeline.topics.retry, nid) == []
+            assert len(webhook_requests(sinks, nid)) == 1
+
+            [letter] = records_of(reader, pipeline.topics.dlq, nid)
+            assert letter["error"].startswith("HTTP 400")
+            assert letter["attempts"] == 1
+            assert letter["errors"] == [
+                {
+                    "attempt": 1,
+                    "at": letter["failed_at"],
+                    "error": letter["error"],
+                    "transient": False,
+                }
+            ]
+            # The status is stamped a moment after the letter (its own clock reading).
+            assert 0 <= epoch(failed["at"]) - epoch(letter["failed_at"]) < 1
+            assert letter["address"] == address_of(prefs, "webhook")
+
+    async def test_transient_failures_dead_letter_after_max_attempts_and_replay_delivers(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        pipeline = shared
+        prefs = user_preferences("doomed", sinks)
+        await add_users(pipeline, prefs)
+        sinks.webhook.fail_next(5, status=503)
+        await send_events(pipeline, event("ev-doomed", "doomed", channels=["webhook"]))
+        nid = notification_id("doomed", "ev-doomed", "webhook", address_of(prefs, "webhook"))
+        async with open_reader(pipeline) as reader:
+            await reader.wait_for(
+                lambda _: (
+                    "dead_lettered" in names(reader, pipeline, nid)
+                    and records_of(reader, pipeline.topics.dlq, nid)
+                ),
+                deadline_s=90,
+                what="dead-lettered after five attempts",
+            )
+            await reader.catch_up()
+
+            assert names(reader, pipeline, nid) == [
+                "queued",
+                *(["sending", "retrying"] * 4),
+                "sending",
+                "dead_lettered",
+            ]
+            assert history(reader, pipeline, nid)[-1]["reason"].startswith(
+                "gave up after 5 attempts: HTTP 503"
+            )
+            attempts = webhook_requests(sinks, nid)
+            assert len(attempts) == 5
+            assert all(signed(sinks, r) for r in attempts)
+
+            retries = records_of(reader, pipeline.topics.retry, nid)
+            assert [r["attempt"] for r in retries] == [2, 3, 4, 5]
+            not_befores = [epoch(r["not_before"]) for r in retries]
+            assert not_befores == sorted(not_befores)
+            for retry, later in zip(retries, attempts[1:], strict=True):
+                assert later.received_at >= epoch(retry["not_before"]) - 0.01
+
+            [letter] = records_of(reader, pipeline.topics.dlq, nid)
+            assert letter["attempts"] == 5
+            assert letter["error"].startswith("HTTP 503")
+            assert [e["attempt"] for e in letter["errors"]] == [1, 2, 3, 4, 5]
+            assert all(
+                e["transient"] and e["error"].startswith("HTTP 503") for e in letter["errors"]
+            )
+
+            # An operator looks at the DLQ, then replays this one letter.
+            code, out, err = await clarion_cli(pipeline, "dlq", "list")
+            assert code == 0, err
+            [line] = [line for line in out.splitlines() if nid in line]
+            assert "webhook" in line
+            assert "user=doomed" in line
+            assert "attempts=5" in line
+            assert "HTTP 503" in line
+
+            code, out, err = await clarion_cli(pipeline, "dlq", "replay", "--id", nid)
+            assert code == 0, err
+            assert f"replayed {nid} to webhook" in out
+
+            await reader.wait_for(
+                lambda _: names(reader, pipeline, nid)[-1:] == ["sent"], what="the replay delivered"
+            )
+            attempts = webhook_requests(sinks, nid)
+            assert len(attempts) == 6
+            assert signed(sinks, attempts[-1])
+            assert attempts[-1].json()["notification_id"] == nid
+            assert names(reader, pipeline, nid)[-3:] == ["dead_lettered", "sending", "sent"]
+            assert history(reader, pipeline, nid)[-2]["reason"] == "attempt 1"
+
+    async def test_an_unregistered_push_token_is_removed_from_the_preferences(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        pipeline = shared
+        prefs = user_preferences("moved", sinks, push_tokens=["tok-gone", "tok-live"])
+        await add_users(pipeline, prefs)
+        sinks.fcm.unregistered.add("tok-gone")
+        await send_events(pipeline, event("ev-moved", "moved", channels=["push"]))
+        gone = notification_id("moved", "ev-moved", "push", "tok-gone")
+        live = notification_id("moved", "ev-moved", "push", "tok-live")
+
+        def updates() -> list[dict[str, Any]]:
+            return [
+                r.json()
+                for r in reader.on(pipeline.topics.preferences)
+                if r.key == b"moved" and r.value is not None
+            ]
+
+        async with open_reader(pipeline) as reader:
+            await reader.wait_for(
+                lambda _: (
+                    "sent" in names(reader, pipeline, live)
+                    and "failed" in names(reader, pipeline, gone)
+                    and len(updates()) == 2
+                ),
+                what="one token delivered, the other forgotten",
+            )
+            failed = history(reader, pipeline, gone)[-1]
+            assert "UNREGISTERED" in failed["reason"]
+            assert "tok-gone" in failed["reason"]
+
+            original, update = updates()
+            assert original == prefs
+            assert update["addresses"]["push_tokens"] == ["tok-live"]
+            # Only the dead token goes: everything else the user set is kept.
+            assert update["addresses"] | {"push_tokens": None} == prefs["addresses"] | {
+                "push_tokens": None
+            }
+            assert update["channels"] == prefs["channels"]
+            assert update["categories"] == prefs["categories"]
+
+        # The worker's own table follows the update like any producer's.
+        await asyncio.to_thread(
+            wait_for_preferences,
+            pipeline,
+            "moved",
+            lambda body: body["addresses"]["push_tokens"] == ["tok-live"],
         )
-        assert len(sinks.twilio.messages) == 1
-
-        # Push: FCM v1 JSON with the token, title and body, and the bearer token.
-        pushes = [
-            r
-            for r in sinks.fcm.requests.items
-            if r.json()["message"]["data"]["notification_id"] == nids["push"]
-        ]
-        assert len(pushes) == 1
-        assert pushes[0].path == f"/v1/projects/{env['CLARION_FCM_PROJECT_ID']}/messages:send"
-        assert pushes[0].headers["Authorization"] == f"Bearer {env['CLARION_FCM_TOKEN']}"
-        assert pushes[0].json()["message"] == {
-            "token": "tok-every",
-            "notification": {
-                "title": "Invoice 42 is ready",
-                "body": "Your invoice is ready.\n\nThank you!",
-            },
-            "data": {"notification_id": nids["push"]},
-        }
-
-        # Webhook: signed (Standard Webhooks) with the configured secret, id = notification.
-        hooks = webhook_requests(sinks, nids["webhook"])
-        assert len(hooks) == 1
-        hook = hooks[0]
-        assert hook.path == "/hooks/every"
-        assert signed(sinks, hook)
-        assert hook.headers["webhook-id"] == nids["webhook"]
-        payload = hook.json()
-        assert payload["notification_id"] == nids["webhook"]
-        assert payload["event_ids"] == ["ev-every"]
-        assert payload["subject"] == "Invoice 42 is ready"
-        assert "address" not in payload
-
-
-async def test_a_500_is_retried_through_the_retry_topic_and_delivered_once(
-    shared: Pipeline, sinks: DevSinks
-) -> None:
-    pipeline = shared
-    await add_users(pipeline, user_preferences("flaky", sinks))
-    sinks.twilio.fail_next(1, status=500)
-    await send_events(pipeline, event("ev-flaky", "flaky", channels=["sms"]))
-    nid = notification_id("flaky", "ev-flaky", "sms", PHONE)
-    async with open_reader(pipeline) as reader:
-        await reader.wait_for(lambda _: "sent" in names(reader, pipeline, nid), what="sms sent")
-        await reader.catch_up()
-
-        assert names(reader, pipeline, nid) == [
-            "queued",
-            "sending",
-            "retrying",
-            "sending",
-            "sent",
-        ]
-        requests = [
-            r
-            for r in sinks.twilio.requests.items
-            if r.headers.get("I-Twilio-Idempotency-Token") == nid
-        ]
-        assert len(requests) == 2
-        assert requests[0].form() == requests[1].form()
-        assert len(sinks.twilio.messages) == 1  # the 500 created no message
-
-        retries = records_of(reader, pipeline.topics.retry, nid)
-        assert len(retries) == 1
-        retry = retries[0]
-        assert retry["attempt"] == 2
-        assert [(e["attempt"], e["transient"]) for e in retry["errors"]] == [(1, True)]
-        assert "HTTP 500" in retry["errors"][0]["error"]
-        not_before = epoch(retry["not_before"])
-        failed_at = epoch(retry["errors"][0]["at"])
-        assert not_before >= failed_at + 1.0 - 0.002  # the backoff's floor, in ms
-        assert not_before > requests[0].received_at
-        # The second attempt waited for not_before (ms precision on the timestamp).
-        assert requests[1].received_at >= not_before - 0.01
-        retrying = history(reader, pipeline, nid)[2]
-        assert "HTTP 500" in retrying["reason"]
-        assert retry["not_before"] in retrying["reason"]
-
-
-async def test_a_permanent_400_fails_at_once_into_the_dlq(
-    shared: Pipeline, sinks: DevSinks
-) -> None:
-    pipeline = shared
-    prefs = user_preferences("refused", sinks)
-    await add_users(pipeline, prefs)
-    sinks.webhook.fail_next(1, status=400)
-    await send_events(pipeline, event("ev-refused", "refused", channels=["webhook"]))
-    nid = notification_id("refused", "ev-refused", "webhook", address_of(prefs, "webhook"))
-    async with open_reader(pipeline) as reader:
-        await reader.wait_for(
-            lambda _: (
-                "failed" in names(reader, pipeline, nid)
-                and records_of(reader, pipeline.topics.dlq, nid)
-            ),
-            what="failed and dead-lettered",
-        )
-        await reader.catch_up()
-
-        assert names(reader, pipeline, nid) == ["queued", "sending", "failed"]
-        failed = history(reader, pipeline, nid)[-1]
-        assert failed["reason"].startswith("permanent failure: HTTP 400")
-        assert records_of(reader, pipeline.topics.retry, nid) == []
-        assert len(webhook_requests(sinks, nid)) == 1
-
-        [letter] = records_of(reader, pipeline.topics.dlq, nid)
-        assert letter["error"].startswith("HTTP 400")
-        assert letter["attempts"] == 1
-        assert letter["failed_at"] == failed["at"]
-        assert letter["errors"] == [
-            {"attempt": 1, "at": failed["at"], "error": letter["error"], "transient": False}
-        ]
-        assert letter["address"] == address_of(prefs, "webhook")
-
-
-async def test_transient_failures_dead_letter_after_max_attempts_and_replay_delivers(
-    shared: Pipeline, sinks: DevSinks
-) -> None:
-    pipeline = shared
-    prefs = user_preferences("doomed", sinks)
-    await add_users(pipeline, prefs)
-    sinks.webhook.fail_next(5, status=503)
-    await send_events(pipeline, event("ev-doomed", "doomed", channels=["webhook"]))
-    nid = notification_id("doomed", "ev-doomed", "webhook", address_of(prefs, "webhook"))
-    async with open_reader(pipeline) as reader:
-        await reader.wait_for(
-            lambda _: (
-                "dead_lettered" in names(reader, pipeline, nid)
-                and records_of(reader, pipeline.topics.dlq, nid)
-            ),
-            deadline_s=90,
-            what="dead-lettered after five attempts",
-        )
-        await reader.catch_up()
-
-        assert names(reader, pipeline, nid) == [
-            "queued",
-            *(["sending", "retrying"] * 4),
-            "sending",
-            "dead_lettered",
-        ]
-        assert history(reader, pipeline, nid)[-1]["reason"].startswith(
-            "gave up after 5 attempts: HTTP 503"
-        )
-        attempts = webhook_requests(sinks, nid)
-        assert len(attempts) == 5
-        assert all(signed(sinks, r) for r in attempts)
-
-        retries = records_of(reader, pipeline.topics.retry, nid)
-        assert [r["attempt"] for r in retries] == [2, 3, 4, 5]
-        not_befores = [epoch(r["not_before"]) for r in retries]
-        assert not_befores == sorted(not_befores)
-        for retry, later in zip(retries, attempts[1:], strict=True):
-            assert later.received_at >= epoch(retry["not_before"]) - 0.01
-
-        [letter] = records_of(reader, pipeline.topics.dlq, nid)
-        assert letter["attempts"] == 5
-        assert letter["error"].startswith("HTTP 503")
-        assert [e["attempt"] for e in letter["errors"]] == [1, 2, 3, 4, 5]
-        assert all(e["transient"] and e["error"].startswith("HTTP 503") for e in letter["errors"])
-
-        # An operator looks at the DLQ, then replays this one letter.
-        code, out, err = await clarion_cli(pipeline, "dlq", "list")
-        assert code == 0, err
-        [line] = [line for line in out.splitlines() if nid in line]
-        assert "webhook" in line
-        assert "user=doomed" in line
-        assert "attempts=5" in line
-        assert "HTTP 503" in line
-
-        code, out, err = await clarion_cli(pipeline, "dlq", "replay", "--id", nid)
-        assert code == 0, err
-        assert f"replayed {nid} to webhook" in out
-
-        await reader.wait_for(
-            lambda _: names(reader, pipeline, nid)[-1:] == ["sent"], what="the replay delivered"
-        )
-        attempts = webhook_requests(sinks, nid)
-        assert len(attempts) == 6
-        assert signed(sinks, attempts[-1])
-        assert attempts[-1].json()["notification_id"] == nid
-        assert names(reader, pipeline, nid)[-3:] == ["dead_lettered", "sending", "sent"]
-        assert history(reader, pipeline, nid)[-2]["reason"] == "attempt 1"
-
-
-async def test_an_unregistered_push_token_is_removed_from_the_preferences(
-    shared: Pipeline, sinks: DevSinks
-) -> None:
-    pipeline = shared
-    prefs = user_preferences("moved", sinks, push_tokens=["tok-gone", "tok-live"])
-    await add_users(pipeline, prefs)
-    sinks.fcm.unregistered.add("tok-gone")
-    await send_events(pipeline, event("ev-moved", "moved", channels=["push"]))
-    gone = notification_id("moved", "ev-moved", "push", "tok-gone")
-    live = notification_id("moved", "ev-moved", "push", "tok-live")
-
-    def updates() -> list[dict[str, Any]]:
-        return [
-            r.json()
-            for r in reader.on(pipeline.topics.preferences)
-            if r.key == b"moved" and r.value is not None
-        ]
-
-    async with open_reader(pipeline) as reader:
-        await reader.wait_for(
-            lambda _: (
-                "sent" in names(reader, pipeline, live)
-                and "failed" in names(reader, pipeline, gone)
-                and len(updates()) == 2
-            ),
-            what="one token delivered, the other forgotten",
-        )
-        failed = history(reader, pipeline, gone)[-1]
-        assert "UNREGISTERED" in failed["reason"]
-        assert "tok-gone" in failed["reason"]
-
-        original, update = updates()
-        assert original == prefs
-        assert update["addresses"]["push_tokens"] == ["tok-live"]
-        # Only the dead token goes: everything else the user set is kept.
-        assert update["addresses"] | {"push_tokens": None} == prefs["addresses"] | {
-            "push_tokens": None
-        }
-        assert update["channels"] == prefs["channels"]
-        assert update["categories"] == prefs["categories"]
-
-    # The worker's own table follows the update like any producer's.
-    await asyncio.to_thread(
-        wait_for_preferences,
-        pipeline,
-        "moved",
-        lambda body: body["addresses"]["push_tokens"] == ["tok-live"],
-    )
 
 
 async def test_the_circuit_breaker_stops_knocking_then_recovers(
