@@ -16,6 +16,7 @@ from tests.helpers.pipeline_io import (
     event,
     preferences,
     statuses,
+    wait_for_no_preferences,
     wait_for_preferences,
 )
 
@@ -232,6 +233,8 @@ async def test_preference_update_takes_effect_for_the_next_event(pipeline: Pipel
         assert routed == {"before": "email", "after": "sms"}
         # A tombstone deletes the user: only in_app is left for a user without preferences.
         await produce(pipeline.bootstrap, pipeline.topics.preferences, [(b"erin", None)])
+        # The two topics are not ordered against each other: wait for the tombstone.
+        wait_for_no_preferences(pipeline, "erin")
         await produce_json(pipeline.bootstrap, pipeline.topics.events, [event("gone", "erin")])
         await reader.wait_for(
             lambda _: len(deliveries(reader, pipeline)) >= 3, what="third delivery"

@@ -49,6 +49,17 @@ def wait_for_preferences(
     pipeline: Pipeline, user_id: str, check: Any = None, timeout: float = 60.0
 ) -> None:
     """Poll the worker's view until the preferences are in its table."""
+    _poll_preferences(pipeline, user_id, present=True, check=check, timeout=timeout)
+
+
+def wait_for_no_preferences(pipeline: Pipeline, user_id: str, timeout: float = 60.0) -> None:
+    """Poll the worker's view until the user's preferences are gone (a tombstone applied)."""
+    _poll_preferences(pipeline, user_id, present=False, check=None, timeout=timeout)
+
+
+def _poll_preferences(
+    pipeline: Pipeline, user_id: str, *, present: bool, check: Any, timeout: float
+) -> None:
     port = pipeline.workers[-1].web_port
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,16 +68,19 @@ def wait_for_preferences(
                 f"http://127.0.0.1:{port}/users/{user_id}/preferences", timeout=2
             ) as r:
                 body = json.loads(r.read())
-                if check is None or check(body):
+                if present and (check is None or check(body)):
                     return
         except urllib.error.HTTPError as exc:
+            if exc.code == 404 and not present:
+                return
             # 404: not there yet; 503: the worker's partitions are still being assigned.
             if exc.code not in {404, 503}:
                 raise
         except OSError:
             pass
         time.sleep(0.1)  # polling interval of the deadline loop
-    raise AssertionError(f"preferences of {user_id} never reached the table")
+    state = "reached" if present else "left"
+    raise AssertionError(f"preferences of {user_id} never {state} the table")
 
 
 def deliveries(reader: TopicReader, pipeline: Pipeline) -> list[dict[str, Any]]:
