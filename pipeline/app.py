@@ -16,6 +16,7 @@ from agents.records_out import OutputWriter
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
 from pipeline.clock import Clock, clock_for
+from pipeline.kafka import rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, TransactionalOutbox
 from pipeline.metrics import Metrics
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     from agents.preferences import register_preferences  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
 
+    rewind.install()
     topics = TopicNames(prefix=settings.topic_prefix)
     app = faust.App(
         settings.app_id,

@@ -249,8 +249,8 @@ class LocalKafka:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster,
+                # One argument: an id starting with '-' would otherwise be read as an option.
+                f"--cluster-id={cluster}",
                 "-c",
                 str(config),
                 "--ignore-formatted",
