@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agents.records_out import OutputWriter, utc_iso
@@ -36,6 +36,11 @@ class Arrival:
 
 def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def iso_from_millis(stored: int) -> str:
+    """A stored millisecond instant as the RFC 3339 text records carry."""
+    return utc_iso(datetime.fromtimestamp(stored / 1000, UTC))
 
 
 @dataclass(kw_only=True, slots=True)

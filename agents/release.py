@@ -12,10 +12,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from agents.dispatch import Arrival, Dispatcher, millis
+from agents.dispatch import Arrival, Dispatcher, iso_from_millis, millis
 from agents.records_out import utc_iso
 from agents.routing.channels import Target, notification_id, resolve_channels
 from agents.routing.decide import QUIET_REASON
@@ -292,7 +292,7 @@ def _digest_event(
                 {"name": name, "count": len(group), "events": group}
                 for name, group in by_category.items()
             ],
-            "window_start": utc_iso(datetime.fromtimestamp(header["start"] / 1000, UTC)),
-            "window_end": utc_iso(datetime.fromtimestamp(header["end"] / 1000, UTC)),
+            "window_start": iso_from_millis(header["start"]),
+            "window_end": iso_from_millis(header["end"]),
         },
     )

@@ -12,14 +12,13 @@ import base64
 import binascii
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import faust
 import orjson
 
-from agents.records_out import utc_iso
+from agents.dispatch import iso_from_millis
 from pipeline.web.owners import FORWARDED, Owners
 from pipeline.web.responses import error_response, json_response
 from tables.inbox import InvalidCursorError, page, unread_count
@@ -153,9 +152,9 @@ class _Views:
             items = [item for _, item in self.timers.rows(partition, item_prefix(user_id, start))]
             windows.append(
                 {
-                    "window_start": _iso(start),
-                    "window_end": _iso(header["end"]),
-                    "due": _iso(header["due"]),
+                    "window_start": iso_from_millis(start),
+                    "window_end": iso_from_millis(header["end"]),
+                    "due": iso_from_millis(header["due"]),
                     "count": len(items),
                     "event_ids": [item["event"]["event_id"] for item in items],
                     "channels": sorted({c for item in items for c in item["channels"]}),
@@ -218,7 +217,3 @@ def _decode_cursor(cursor: str | None, prefix: bytes) -> bytes | None:
         return prefix + base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raise BadRequestError(f"invalid cursor {cursor!r}") from None
-
-
-def _iso(millis: int) -> str:
-    return utc_iso(datetime.fromtimestamp(millis / 1000, UTC))
