@@ -49,28 +49,29 @@ def getter(
     return fetch
 
 
-async def test_views_answer_for_every_user_on_both_workers(pipeline: Pipeline) -> None:
+async def two_ready_workers(
+    pipeline: Pipeline, session: aiohttp.ClientSession
+) -> list[WorkerProcess]:
     workers = [pipeline.worker().start(), pipeline.worker().start()]
+    for worker in workers:
+        await poll(
+            getter(session, worker, "/ready"),
+            lambda status, _: status == 200,
+            what=f"worker on {worker.web_port} ready",
+        )
+    return workers
+
+
+async def test_views_answer_for_every_user_on_both_workers(pipeline: Pipeline) -> None:
     async with aiohttp.ClientSession() as session:
-        for worker in workers:
-            await poll(
-                getter(session, worker, "/ready"),
-                lambda status, _: status == 200,
-                what=f"worker on {worker.web_port} ready",
-            )
+        workers = await two_ready_workers(pipeline, session)
         await produce_json(
             pipeline.bootstrap,
             pipeline.topics.preferences,
             [
                 preferences(
                     user,
-                    channels={
-                        "email": False,
-                        "sms": False,
-                        "push": False,
-                        "in_app": True,
-                        "webhook": False,
-                    },
+                    channels=IN_APP_ONLY,
                 )
                 for user in USERS
             ],
@@ -140,24 +141,16 @@ async def test_views_answer_for_every_user_on_both_workers(pipeline: Pipeline) -
 
 
 async def test_inbox_stream_sends_stored_then_live_items_and_resumes(pipeline: Pipeline) -> None:
-    workers = [pipeline.worker().start(), pipeline.worker().start()]
     user = "streamer"
     async with aiohttp.ClientSession() as session:
-        for worker in workers:
-            await poll(getter(session, worker, "/ready"), lambda s, _: s == 200, what="ready")
+        workers = await two_ready_workers(pipeline, session)
         await produce_json(
             pipeline.bootstrap,
             pipeline.topics.preferences,
             [
                 preferences(
                     user,
-                    channels={
-                        "email": False,
-                        "sms": False,
-                        "push": False,
-                        "in_app": True,
-                        "webhook": False,
-                    },
+                    channels=IN_APP_ONLY,
                 )
             ],
         )
