@@ -29,6 +29,11 @@ def register_web(clarion: Clarion) -> None:
         partitions=clarion.settings.partitions,
         table_topic=clarion.preferences_table.changelog_topic.get_topic_name(),
     )
+
+    @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_owner_connections(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        await owners.close()
+
     register_health(clarion)
     register_metrics(clarion)
     register_ingest_http(clarion)

@@ -37,6 +37,18 @@ class Owners:
     partitions: int
     # Any changelog topic of a Clarion table: its distribution names every partition's owner.
     table_topic: str
+    _session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """One connection pool to the other workers, kept for the worker's lifetime."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=_PROXY_TIMEOUT)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def partition_of(self, key: str) -> int:
         return partition_for_key(key.encode(), self.partitions)
@@ -70,10 +82,9 @@ class Owners:
         headers[FORWARDED] = "1"
         body = await request.read() if request.method in {"POST", "PUT", "PATCH"} else None
         try:
-            async with (
-                aiohttp.ClientSession(timeout=_PROXY_TIMEOUT) as session,
-                session.request(request.method, target, headers=headers, data=body) as reply,
-            ):
+            async with self.session().request(
+                request.method, target, headers=headers, data=body
+            ) as reply:
                 content = await reply.read()
                 return web.bytes(
                     content,

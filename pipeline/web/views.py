@@ -179,19 +179,21 @@ class _Views:
         headers = {FORWARDED: "1"}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        async with aiohttp.ClientSession(timeout=_STATUS_FETCH_TIMEOUT) as session:
+        session = self.owners.session()
 
-            async def fetch(owner: str, wanted: list[str]) -> dict[str, Any]:
-                url = owner.rstrip("/") + "/internal/statuses"
-                try:
-                    async with session.post(url, json={"ids": wanted}, headers=headers) as reply:
-                        result: dict[str, Any] = await reply.json() if reply.status == 200 else {}
-                        return result
-                except (aiohttp.ClientError, TimeoutError):
-                    return {}  # statuses are shown when available; the list still answers
+        async def fetch(owner: str, wanted: list[str]) -> dict[str, Any]:
+            url = owner.rstrip("/") + "/internal/statuses"
+            try:
+                async with session.post(
+                    url, json={"ids": wanted}, headers=headers, timeout=_STATUS_FETCH_TIMEOUT
+                ) as reply:
+                    result: dict[str, Any] = await reply.json() if reply.status == 200 else {}
+                    return result
+            except (aiohttp.ClientError, TimeoutError):
+                return {}  # statuses are shown when available; the list still answers
 
-            for answer in await asyncio.gather(*(fetch(o, w) for o, w in remote.items())):
-                found.update(answer)
+        for answer in await asyncio.gather(*(fetch(o, w) for o, w in remote.items())):
+            found.update(answer)
         return found
 
 
