@@ -139,6 +139,7 @@ class Dispatcher:
             "tenant_id": event.tenant_id,
             "attempt": 1,
             "not_before": None,
+            "expires_at": event.expires_at,
         }
 
     def emit(

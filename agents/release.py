@@ -233,6 +233,8 @@ class Sweeper:
             "tenant_id": None,
             "attempt": 1,
             "not_before": None,
+            # A digest outlives its events' expiries: it says what happened, late or not.
+            "expires_at": None,
         }
         writer = self.dispatcher.writer
         out = self.dispatcher.emit(delivery, partition, now, f"digest of {len(event_ids)}")

@@ -94,6 +94,7 @@ class Delivery(_Record):
     tenant_id: str | None = None
     attempt: int = 1
     not_before: str | None = None
+    expires_at: str | None = None
 
 
 class StatusChange(_Record):

@@ -18,7 +18,25 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         yield broker
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    # Kept on the item so fixtures can tell, at teardown, that the test failed.
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def pipeline(kafka: LocalKafka, tmp_path: Path) -> Iterator[Pipeline]:
+def pipeline(
+    kafka: LocalKafka, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
     """Topics of its own on the shared broker; workers started by the test stop after it."""
-    yield from deployment(kafka, tmp_path)
+    deployed = deployment(kafka, tmp_path)
+    started = next(deployed)
+    yield started
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        # Printed at teardown, so CI shows what the workers said about a failure.
+        for worker in started.workers:
+            print(f"--- {worker.data_dir.name} log (tail) ---\n{worker.log()}")
+    next(deployed, None)

@@ -4,17 +4,23 @@
 statuses, a retry (the Delivery again with the next attempt and ``not_before``), a dead
 letter, or a preferences update forgetting an address the provider says is dead. It never
 sleeps for a retry: the retry topic and the durable timers do the waiting.
+
+Waiting for an open circuit is not an attempt: the Delivery comes back after the cool-down
+with the same attempt number, so an outage longer than the retry budget does not send
+deliveries that were never tried to the DLQ.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from agents.delivery.backoff import (
+    MIN_DELAY,
     dead_letter_fields,
     next_attempt_at,
     record_error,
@@ -41,11 +47,15 @@ from pipeline.metrics import (
     TRANSIENT_ERROR,
     Metrics,
 )
+from schemas.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 # Forget a dead address: the preferences record to publish, or None when there is none.
 ForgetAddress = Callable[[dict[str, Any], str], OutRecord | None]
+# Publish the ``sending`` status before the provider is called, so a crash mid-send leaves
+# a trace; awaited only until the record is handed to the producer.
+Announce = Callable[[OutRecord], Awaitable[None]]
 
 
 @dataclass(kw_only=True)
@@ -70,16 +80,20 @@ class ChannelSender:
     rng: random.Random = field(default_factory=random.Random)
     metrics: Metrics | None = None
 
-    async def attempt(self, delivery: dict[str, Any], partition: int) -> list[OutRecord]:
+    async def attempt(
+        self, delivery: dict[str, Any], partition: int, announce: Announce | None = None
+    ) -> list[OutRecord]:
+        expires_at = parse_timestamp(delivery.get("expires_at") or "")
+        if expires_at is not None and self.clock() >= expires_at:
+            reason = f"expired at {delivery['expires_at']} before delivery"
+            return [self._status(delivery, "expired", reason)]
         slot = self._choose_slot()
         if slot is None:
-            # Every provider's breaker is open: do not knock, come back when one may close.
-            wait = min(s.breaker.retry_in() for s in self._slots())
-            failure = TransientDeliveryError(f"{self.channel} provider unavailable (circuit open)")
-            if self.metrics is not None:
-                self.metrics.delivery(self.channel, NO_PROVIDER, CIRCUIT_OPEN)
-            return self._failed(delivery, partition, failure, retry_after=wait)
+            return self._wait_for_provider(delivery, partition)
         await slot.bucket.acquire()
+        if announce is not None:
+            attempt = delivery.get("attempt") or 1
+            await announce(self._status(delivery, "sending", f"attempt {attempt}"))
         try:
             result = await slot.provider.send(delivery)
         except DeliveryError as failure:
@@ -110,6 +124,23 @@ class ChannelSender:
             if slot.breaker.allow():
                 return slot
         return None
+
+    def _wait_for_provider(self, delivery: dict[str, Any], partition: int) -> list[OutRecord]:
+        """Every provider's breaker is open: do not knock, come back when one may close."""
+        if self.metrics is not None:
+            self.metrics.delivery(self.channel, NO_PROVIDER, CIRCUIT_OPEN)
+        wait = max(MIN_DELAY, min(slot.breaker.retry_in() for slot in self._slots()))
+        # Spread over a tenth of the wait: only one probe gets through a half-open breaker.
+        retry_at = self.clock() + timedelta(seconds=wait * self.rng.uniform(1.0, 1.1))
+        retry = {**delivery, "not_before": utc_iso(retry_at)}
+        reason = (
+            f"{self.channel} provider unavailable (circuit open); "
+            f"attempt {delivery.get('attempt') or 1} waits until {retry['not_before']}"
+        )
+        return [
+            self.writer.retry(retry, partition=partition),
+            self._status(delivery, "retrying", reason),
+        ]
 
     def _on_failure(
         self,

@@ -138,20 +138,13 @@ def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> 
             message = event.message
             started = time.perf_counter()
             announced: list[Awaitable[Any]] = []
+
+            async def announce(sending: OutRecord) -> None:
+                announced.extend(await start_publishing(app, [sending]))  # noqa: B023
+
             try:
                 delivery = orjson.loads(message.value)
-                sending = sender.writer.status(
-                    notification_id=delivery["notification_id"],
-                    status="sending",
-                    at=utc_iso(clarion.clock()),
-                    event_ids=list(delivery.get("event_ids") or ()),
-                    user_id=delivery.get("user_id"),
-                    channel=channel,
-                    reason=f"attempt {delivery.get('attempt') or 1}",
-                )
-                # On its way before the provider is called, so a crash mid-send leaves a trace.
-                announced = await start_publishing(app, [sending])
-                records = await sender.attempt(delivery, message.partition)
+                records = await sender.attempt(delivery, message.partition, announce)
             except Exception as exc:
                 # Undecodable or a bug: park it where an operator will look, never drop it.
                 logger.exception(
