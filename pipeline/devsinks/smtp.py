@@ -120,6 +120,7 @@ class SmtpSink:
         self.faults: FaultQueue[SmtpFault] = FaultQueue()
         self._server: asyncio.Server | None = None
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self.sessions_opened = 0
         self._control: web.AppRunner | None = None
         self._stopping = asyncio.Event()
 
@@ -155,6 +156,7 @@ class SmtpSink:
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
             session = self._smtp_session()
         self._sessions.add(session)
+        self.sessions_opened += 1
         return session
 
     def _smtp_session(self) -> SMTP:
@@ -174,6 +176,10 @@ class SmtpSink:
         self._server.close()
         await self._server.wait_closed()
         self._server = None
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Close every open session, as a relay does to clients idle for too long."""
         for session in list(self._sessions):
             if session.transport is not None:
                 session.transport.close()

@@ -106,18 +106,22 @@ def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
-def provider_timeout(env: Mapping[str, str]) -> float:
-    """``CLARION_PROVIDER_TIMEOUT``: seconds for one whole send (connect to last byte)."""
-    raw = _get(env, "CLARION_PROVIDER_TIMEOUT")
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name)
     if raw is None:
-        return DEFAULT_TIMEOUT
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise ProviderConfigError(f"CLARION_PROVIDER_TIMEOUT={raw!r} is not a number") from None
+        raise ProviderConfigError(f"{name}={raw!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
-        raise ProviderConfigError(f"CLARION_PROVIDER_TIMEOUT={raw!r} must be positive")
+        raise ProviderConfigError(f"{name}={raw!r} must be positive")
     return value
+
+
+def provider_timeout(env: Mapping[str, str]) -> float:
+    """``CLARION_PROVIDER_TIMEOUT``: seconds for one whole send (connect to last byte)."""
+    return _positive_float(env, "CLARION_PROVIDER_TIMEOUT", DEFAULT_TIMEOUT)
 
 
 def decode_webhook_secret(secret: str) -> bytes:
@@ -143,6 +147,9 @@ class SmtpConfig:
     sender: str = DEV_SMTP_FROM
     starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    # Sessions kept open to the relay (per worker), and how long an idle one is trusted.
+    pool_size: int = 8
+    idle_timeout: float = 30.0
 
     @property
     def message_id_domain(self) -> str:
@@ -169,6 +176,8 @@ class SmtpConfig:
             sender=sender,
             starttls=_bool(env, "CLARION_SMTP_STARTTLS", default=False),
             timeout=provider_timeout(env),
+            pool_size=_int(env, "CLARION_SMTP_POOL_SIZE", 8, low=1, high=1000),
+            idle_timeout=_positive_float(env, "CLARION_SMTP_IDLE_TIMEOUT", 30.0),
         )
 
 

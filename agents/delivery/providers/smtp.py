@@ -1,4 +1,4 @@
-"""Email channel over SMTP (aiosmtplib), one connection per message.
+"""Email channel over SMTP (aiosmtplib), on a pool of open sessions to the relay.
 
 The Message-ID is derived from the notification id (``<ntf_…@from-domain>``), so a
 retried send carries the same id and mail systems or readers can spot the duplicate.
@@ -25,6 +25,7 @@ from agents.delivery.providers.base import (
     TransientDeliveryError,
 )
 from agents.delivery.providers.config import SmtpConfig
+from agents.delivery.providers.smtp_pool import SmtpSessionPool
 
 NOTIFICATION_ID_HEADER = "X-Clarion-Notification-Id"
 # Characters allowed in the left part of a Message-ID (RFC 5322 dot-atom-text).
@@ -50,6 +51,25 @@ class SmtpProvider:
         self._config = config
         # aiosmtplib would otherwise resolve it (socket.getfqdn) for every connection.
         self._local_hostname = socket.getfqdn()
+        self._pool = SmtpSessionPool(
+            self._connect, size=config.pool_size, idle_timeout=config.idle_timeout
+        )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        config = self._config
+        session = aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            # False, not None: None would upgrade whenever the server offers it.
+            start_tls=config.starttls,
+            timeout=config.timeout,
+            local_hostname=self._local_hostname,
+        )
+        # Greeting, EHLO, STARTTLS and AUTH as configured.
+        await session.connect()
+        return session
 
     def build_message(self, delivery: Mapping[str, Any]) -> EmailMessage:
         notification_id = str(delivery["notification_id"])
@@ -73,27 +93,32 @@ class SmtpProvider:
         if not _looks_like_address(address):
             raise InvalidAddressError(address, f"{address!r} is not an email address")
         message = self.build_message(delivery)
-        config = self._config
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=config.host,
-                port=config.port,
-                username=config.username,
-                password=config.password,
-                # False, not None: None would upgrade whenever the server offers it.
-                start_tls=config.starttls,
-                timeout=config.timeout,
-                local_hostname=self._local_hostname,
-            )
+            await self._send_on_a_live_session(message)
         except aiosmtplib.SMTPException as exc:
             raise classify_smtp_error(address, exc) from exc
         except (OSError, TimeoutError) as exc:
             raise TransientDeliveryError(f"SMTP connection failed: {exc}") from exc
         return SendResult(provider_message_id=message["Message-ID"])
 
+    async def _send_on_a_live_session(self, message: EmailMessage) -> None:
+        sent = False
+        while not sent:
+            session, reused = await self._pool.acquire()
+            try:
+                await session.send_message(message)
+                sent = True
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                # A relay may hang up on a session while it sits idle: that says nothing
+                # about this message, so it goes out on the next session, a fresh one at
+                # worst. A fresh session failing the same way is a real failure.
+                if not reused:
+                    raise
+            finally:
+                await self._pool.release(session, reusable=sent)
+
     async def close(self) -> None:
-        """Nothing to release: every send opens and closes its own connection."""
+        await self._pool.close()
 
 
 def classify_smtp_error(address: str, exc: aiosmtplib.SMTPException) -> DeliveryError:

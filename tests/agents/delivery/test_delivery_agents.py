@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import BasicAuth
+from aiokafka import AIOKafkaProducer
 
 from agents.delivery.providers.webhook import verify
 from agents.routing.channels import notification_id
@@ -529,6 +531,52 @@ class TestOnOneWorker:
             "moved",
             lambda body: body["addresses"]["push_tokens"] == ["tok-live"],
         )
+
+    async def test_a_delivery_whose_transaction_was_aborted_is_never_sent(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        # What a routing worker killed mid-commit leaves behind: output never committed.
+        pipeline = shared
+        topic = pipeline.topics.deliver("webhook")
+        url = sinks.webhook.hook_url("/hooks/aborted")
+
+        def delivery(nid: str) -> bytes:
+            return orjson.dumps(
+                {
+                    "notification_id": nid,
+                    "user_id": "aborted",
+                    "channel": "webhook",
+                    "address": url,
+                    "subject": "Hello",
+                    "body": "Hi",
+                    "event_ids": [nid],
+                    "priority": "normal",
+                    "category": "billing",
+                    "created_at": "2026-11-24T10:00:00Z",
+                }
+            )
+
+        producer = AIOKafkaProducer(
+            bootstrap_servers=pipeline.bootstrap, transactional_id=f"test-{uuid.uuid4().hex}"
+        )
+        await producer.start()
+        try:
+            await producer.begin_transaction()
+            await producer.send_and_wait(topic, delivery("ntf_aborted"), key=b"aborted")
+            await producer.abort_transaction()
+            async with producer.transaction():
+                await producer.send_and_wait(topic, delivery("ntf_committed"), key=b"aborted")
+        finally:
+            await producer.stop()
+
+        async with open_reader(pipeline) as reader:
+            await reader.wait_for(
+                lambda _: "sent" in names(reader, pipeline, "ntf_committed"),
+                what="the committed delivery sent",
+            )
+            assert names(reader, pipeline, "ntf_aborted") == []
+        assert len(webhook_requests(sinks, "ntf_committed")) == 1
+        assert webhook_requests(sinks, "ntf_aborted") == []
 
 
 async def test_the_circuit_breaker_stops_knocking_then_recovers(

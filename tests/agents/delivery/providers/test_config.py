@@ -101,6 +101,8 @@ def test_empty_variables_mean_unset() -> None:
         ("CLARION_PROVIDER_TIMEOUT", "0"),
         ("CLARION_PROVIDER_TIMEOUT", "nan"),
         ("CLARION_PROVIDER_TIMEOUT", "soon"),
+        ("CLARION_SMTP_POOL_SIZE", "0"),
+        ("CLARION_SMTP_IDLE_TIMEOUT", "-1"),
         ("CLARION_WEBHOOK_SECRET", "plain-secret"),
         ("CLARION_WEBHOOK_SECRET", "whsec_!!!notbase64"),
         ("CLARION_WEBHOOK_SECRET", "whsec_" + base64.b64encode(b"short").decode()),
@@ -111,6 +113,12 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ProviderConfigError, match=name):
         ProvidersConfig.from_env({name: value})
     assert issubclass(ProviderConfigError, ValueError)
+
+
+def test_smtp_session_pool_is_configurable() -> None:
+    config = SmtpConfig.from_env({"CLARION_SMTP_POOL_SIZE": "3", "CLARION_SMTP_IDLE_TIMEOUT": "5"})
+    assert (config.pool_size, config.idle_timeout) == (3, 5.0)
+    assert (SmtpConfig.from_env({}).pool_size, SmtpConfig.from_env({}).idle_timeout) == (8, 30.0)
 
 
 def test_smtp_credentials_come_in_pairs() -> None:

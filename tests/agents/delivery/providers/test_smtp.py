@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -165,3 +166,71 @@ async def test_starttls_required_but_not_offered_is_permanent(
     with pytest.raises(PermanentDeliveryError, match="STARTTLS"):
         await provider_for(smtp_sink, starttls=True).send(delivery())
     assert len(smtp_sink.messages) == 0
+
+
+async def test_messages_share_one_session_while_it_stays_open(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    provider = provider_for(smtp_sink)
+    for n in range(3):
+        await provider.send(delivery(notification_id=f"ntf_{n}"))
+
+    assert len(await smtp_sink.messages.wait_for(3)) == 3
+    assert smtp_sink.sessions_opened == 1
+    await provider.close()
+
+
+async def test_a_session_the_relay_hung_up_on_is_replaced_without_failing_the_message(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    provider = provider_for(smtp_sink)
+    await provider.send(delivery(notification_id="ntf_before"))
+    smtp_sink.hang_up()
+
+    await provider.send(delivery(notification_id="ntf_after"))
+
+    received = await smtp_sink.messages.wait_for(2)
+    assert [m.message["X-Clarion-Notification-Id"] for m in received] == [
+        "ntf_before",
+        "ntf_after",
+    ]
+    assert smtp_sink.sessions_opened == 2
+    await provider.close()
+
+
+async def test_sessions_idle_past_the_timeout_are_not_reused(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    provider = provider_for(smtp_sink, idle_timeout=1e-9)
+    await provider.send(delivery(notification_id="ntf_1"))
+    await provider.send(delivery(notification_id="ntf_2"))
+
+    assert len(await smtp_sink.messages.wait_for(2)) == 2
+    assert smtp_sink.sessions_opened == 2
+    await provider.close()
+
+
+async def test_concurrent_sends_open_no_more_sessions_than_the_pool_size(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    provider = provider_for(smtp_sink, pool_size=2)
+    await asyncio.gather(*(provider.send(delivery(notification_id=f"ntf_{n}")) for n in range(10)))
+
+    assert len(await smtp_sink.messages.wait_for(10)) == 10
+    assert smtp_sink.sessions_opened <= 2
+    await provider.close()
+
+
+async def test_a_failed_message_does_not_leave_its_session_in_the_pool(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    provider = provider_for(smtp_sink)
+    smtp_sink.fail_next(code=451)
+    with pytest.raises(TransientDeliveryError):
+        await provider.send(delivery(notification_id="ntf_refused"))
+    await provider.send(delivery(notification_id="ntf_ok"))
+
+    [mail] = await smtp_sink.messages.wait_for(1)
+    assert mail.message["X-Clarion-Notification-Id"] == "ntf_ok"
+    assert smtp_sink.sessions_opened == 2
+    await provider.close()
