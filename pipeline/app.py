@@ -16,7 +16,7 @@ from agents.records_out import OutputWriter
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
 from pipeline.clock import Clock, clock_for
-from pipeline.kafka import fetch_snapshot, isolation, rewind
+from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, TransactionalOutbox
 from pipeline.metrics import Metrics
@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     rewind.install()
     fetch_snapshot.install()
     isolation.install()
+    resume_order.install()
     topics = TopicNames(prefix=settings.topic_prefix)
     app = faust.App(
         settings.app_id,

@@ -38,5 +38,6 @@ def pipeline(
     if report is not None and report.failed:
         # Printed at teardown, so CI shows what the workers said about a failure.
         for worker in started.workers:
-            print(f"--- {worker.data_dir.name} log (tail) ---\n{worker.log()}")
+            worker.dump_tasks()
+            print(f"--- {worker.data_dir.name} log (tail) ---\n{worker.log(tail=60_000)}")
     next(deployed, None)

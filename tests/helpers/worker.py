@@ -71,9 +71,19 @@ class WorkerProcess:
                 time.sleep(0.1)  # polling interval of the deadline loop, not synchronisation
         raise AssertionError(f"worker not healthy after {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
+    def log(self, tail: int = 5000) -> str:
         path = self.data_dir / "worker.log"
-        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def dump_tasks(self, timeout: float = 10.0) -> None:
+        """Have the worker log the stack of every thread and asyncio task (mode's SIGUSR1)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        before = len(self.log(tail=10**9))
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and "TASKS" not in self.log(tail=10**9)[before:]:
+            time.sleep(0.1)  # polling interval of the deadline loop, not synchronisation
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye."""
