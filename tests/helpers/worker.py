@@ -44,7 +44,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "worker.log").open("ab")
+        log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker"],
             env=self.env,
@@ -71,19 +71,26 @@ class WorkerProcess:
                 time.sleep(0.1)  # polling interval of the deadline loop, not synchronisation
         raise AssertionError(f"worker not healthy after {timeout}s:\n{self.log()}")
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "worker.log"
+
     def log(self, tail: int = 5000) -> str:
-        path = self.data_dir / "worker.log"
+        path = self.log_path
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
     def dump_tasks(self, timeout: float = 10.0) -> None:
         """Have the worker log the stack of every thread and asyncio task (mode's SIGUSR1)."""
         if self.process is None or self.process.poll() is not None:
             return
-        before = len(self.log(tail=10**9))
-        self.process.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and "TASKS" not in self.log(tail=10**9)[before:]:
-            time.sleep(0.1)  # polling interval of the deadline loop, not synchronisation
+        with self.log_path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            self.process.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + timeout
+            written = b""
+            while time.monotonic() < deadline and b"TASKS" not in written:
+                time.sleep(0.1)  # polling interval of the deadline loop, not synchronisation
+                written += log.read()
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye."""

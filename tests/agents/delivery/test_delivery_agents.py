@@ -124,6 +124,17 @@ async def send_events(pipeline: Pipeline, *events: dict[str, Any]) -> None:
     await produce_json(pipeline.bootstrap, pipeline.topics.events, list(events))
 
 
+async def one_webhook_event(
+    pipeline: Pipeline, sinks: DevSinks, user_id: str
+) -> tuple[dict[str, Any], str]:
+    """A user with every address, one event to them on the webhook channel, and its id."""
+    prefs = user_preferences(user_id, sinks)
+    await add_users(pipeline, prefs)
+    await send_events(pipeline, event(f"ev-{user_id}", user_id, channels=["webhook"]))
+    address = address_of(prefs, "webhook")
+    return prefs, notification_id(user_id, f"ev-{user_id}", "webhook", address)
+
+
 def open_reader(pipeline: Pipeline) -> TopicReader:
     t = pipeline.topics
     return pipeline.reader(
@@ -376,11 +387,8 @@ class TestOnOneWorker:
         self, shared: Pipeline, sinks: DevSinks
     ) -> None:
         pipeline = shared
-        prefs = user_preferences("refused", sinks)
-        await add_users(pipeline, prefs)
         sinks.webhook.fail_next(1, status=400)
-        await send_events(pipeline, event("ev-refused", "refused", channels=["webhook"]))
-        nid = notification_id("refused", "ev-refused", "webhook", address_of(prefs, "webhook"))
+        prefs, nid = await one_webhook_event(pipeline, sinks, "refused")
         async with open_reader(pipeline) as reader:
             await reader.wait_for(
                 lambda _: (
@@ -416,11 +424,8 @@ class TestOnOneWorker:
         self, shared: Pipeline, sinks: DevSinks
     ) -> None:
         pipeline = shared
-        prefs = user_preferences("doomed", sinks)
-        await add_users(pipeline, prefs)
         sinks.webhook.fail_next(5, status=503)
-        await send_events(pipeline, event("ev-doomed", "doomed", channels=["webhook"]))
-        nid = notification_id("doomed", "ev-doomed", "webhook", address_of(prefs, "webhook"))
+        _, nid = await one_webhook_event(pipeline, sinks, "doomed")
         async with open_reader(pipeline) as reader:
             await reader.wait_for(
                 lambda _: (
@@ -590,11 +595,8 @@ async def test_the_circuit_breaker_stops_knocking_then_recovers(
     )
     await asyncio.to_thread(worker.start)
     try:
-        prefs = user_preferences("outage", sinks)
-        await add_users(pipeline, prefs)
         sinks.webhook.fail_next(2, status=503)
-        await send_events(pipeline, event("ev-outage", "outage", channels=["webhook"]))
-        nid = notification_id("outage", "ev-outage", "webhook", address_of(prefs, "webhook"))
+        _, nid = await one_webhook_event(pipeline, sinks, "outage")
         async with open_reader(pipeline) as reader:
             await reader.wait_for(
                 lambda _: "sent" in names(reader, pipeline, nid),
