@@ -19,7 +19,12 @@ from faust.types import TP
 from agents.dispatch import Arrival, Dispatcher, millis
 from agents.records_out import OutputWriter, utc_iso
 from agents.routing.render import TemplateError
-from pipeline.kafka.outbox import OutboxCommitError, OutRecord
+from pipeline.kafka.outbox import (
+    DEFAULT_MAX_RECORD_BYTES,
+    OutboxCommitError,
+    OutRecord,
+    record_size,
+)
 from schemas.validation import Invalid, parse_event
 from tables.dedupe import DedupeLedger, prune_expired
 
@@ -46,6 +51,7 @@ class EventRouter:
     dedupe_changelog: str
     max_event_bytes: int
     clock: Callable[[], datetime]
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     def process(self, message: SourceMessage) -> list[OutRecord]:
         now = self.clock()
@@ -81,6 +87,14 @@ class EventRouter:
             return self.reject(
                 message, str(exc), at, event_id=event.event_id, user_id=event.user_id
             )
+        oversized = next((r for r in routed if record_size(r) > self.max_record_bytes), None)
+        if oversized is not None:
+            # The broker would refuse it and fail the whole batch with it, on every retry.
+            reason = (
+                f"its output for {oversized.topic} would be {record_size(oversized)} bytes, "
+                f"over the {self.max_record_bytes}-byte record limit"
+            )
+            return self.reject(message, reason, at, event_id=event.event_id, user_id=event.user_id)
         self.dispatcher.timers.stage(message.partition, routed)
         remembered = self.ledger.record(
             user_id=event.user_id,
@@ -138,6 +152,7 @@ def register_ingest(clarion: Clarion) -> None:
         ledger=DedupeLedger(table=clarion.dedupe_table.data, window=clarion.settings.dedupe_window),
         dedupe_changelog=clarion.dedupe_table.changelog_topic.get_topic_name(),
         max_event_bytes=clarion.settings.max_event_bytes,
+        max_record_bytes=clarion.settings.max_record_bytes,
         clock=clarion.clock,
     )
     events_topic = clarion.events_topic.get_topic_name()

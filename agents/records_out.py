@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,14 @@ def encode_records(value: Any) -> Any:
     if hasattr(value, "asdict"):
         return value.asdict()
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+# What an invalid record keeps of the original: a bounded prefix of the value, the key when it is
+# short (else its digest) and a bounded reason, so the copy fits any broker's 1 MB record limit
+# whatever the input (escaped text can take six bytes per input byte, base64 four per three).
+INVALID_RAW_KEPT_BYTES = 16 * 1024
+INVALID_KEY_KEPT_BYTES = 1024
+INVALID_ERROR_KEPT_CHARS = 4096
 
 
 def utc_iso(moment: datetime) -> str:
@@ -78,23 +87,41 @@ class OutputWriter:
         error: str,
         topic: str,
         partition: int,
-        offset: int,
+        offset: int | None,
         at: str,
     ) -> OutRecord:
         raw = raw or b""
+        kept = raw[:INVALID_RAW_KEPT_BYTES]
+        digest = hashlib.sha256(raw).hexdigest()
+        if len(kept) < len(raw):
+            error = (
+                f"{error} (the value was {len(raw)} bytes; only its first {len(kept)} are kept "
+                f"here, sha256 {digest})"
+            )
         try:
-            text, encoding = raw.decode("utf-8"), "utf-8"
+            raw.decode("utf-8")
         except UnicodeDecodeError:
-            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+            text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+        else:
+            # A cut in the middle of a character leaves at most three bytes to drop.
+            text, encoding = kept.decode("utf-8", "ignore"), "utf-8"
+        if len(error) > INVALID_ERROR_KEPT_CHARS:
+            error = error[: INVALID_ERROR_KEPT_CHARS - 1] + "\u2026"
         record = InvalidRecord(
             raw=text,
             raw_encoding=encoding,
+            raw_bytes=len(raw),
+            raw_sha256=digest,
+            raw_truncated=len(kept) < len(raw),
             error=error,
             topic=topic,
             partition=partition,
             offset=offset,
             received_at=at,
         )
+        if key is not None and len(key) > INVALID_KEY_KEPT_BYTES:
+            # The key counts towards the record's size too; its digest still identifies it.
+            key = b"sha256:" + hashlib.sha256(key).hexdigest().encode()
         # Same key, same partition as the original, so the two are easy to line up.
         return OutRecord(self.topics.invalid, partition, key, orjson.dumps(record.asdict()))
 

@@ -9,7 +9,7 @@ whoever owns the partition next; a crash after it cannot release the row a secon
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +41,10 @@ from tables.user_notifications import NOTIFICATION
 logger = logging.getLogger(__name__)
 
 DIGEST_TEMPLATE = "digest"
+# A digest lists its first events in full and counts the rest, each line's text cut short, so
+# that a user who had thousands of events in a window still gets a digest of bounded size.
+DIGEST_LISTED = 50
+DIGEST_LINE_CHARS = 300
 _RETRY_BROKEN_ROW_MS = 60_000
 _RELEASE_KINDS = {HELD: "held", DIGEST: "digest", RETRY: "retry"}
 
@@ -212,9 +216,9 @@ class Sweeper:
         window = f"digest:{header['start']}"
         digest_id = notification_id(user_id, window, target.channel, target.address)
         locale = preferences.locale if preferences else None
-        lines = [self._summary(event, target.channel, locale) for event in events]
+        lines = [self._summary(event, target.channel, locale) for event in events[:DIGEST_LISTED]]
         rendered = self.dispatcher.renderer.render(
-            _digest_event(digest_id, user_id, header, lines), target.channel, locale
+            _digest_event(digest_id, user_id, header, lines, events), target.channel, locale
         )
         event_ids = [event.event_id for event in events]
         delivery = {
@@ -268,19 +272,31 @@ class Sweeper:
         return {
             "event_id": event.event_id,
             "category": event.category,
-            "subject": subject,
-            "title": event.title,
-            "body": body,
+            "subject": _shortened(subject),
+            "title": _shortened(event.title),
+            "body": _shortened(body),
             "created_at": event.created_at,
         }
 
 
+def _shortened(text: str | None) -> str | None:
+    if text is None or len(text) <= DIGEST_LINE_CHARS:
+        return text
+    return text[: DIGEST_LINE_CHARS - 1] + "\u2026"
+
+
 def _digest_event(
-    digest_id: str, user_id: str, header: dict[str, Any], lines: list[dict[str, Any]]
+    digest_id: str,
+    user_id: str,
+    header: dict[str, Any],
+    lines: list[dict[str, Any]],
+    events: list[NotificationEvent],
 ) -> NotificationEvent:
+    """The digest template's data: ``lines`` listed, every one of ``events`` counted."""
     by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
         by_category[line["category"]].append(line)
+    counts = Counter(event.category for event in events)
     return NotificationEvent(
         event_id=digest_id,
         user_id=user_id,
@@ -288,11 +304,12 @@ def _digest_event(
         priority="low",
         template=DIGEST_TEMPLATE,
         data={
-            "count": len(lines),
+            "count": len(events),
             "events": lines,
+            "more": len(events) - len(lines),
             "categories": [
-                {"name": name, "count": len(group), "events": group}
-                for name, group in by_category.items()
+                {"name": name, "count": count, "events": by_category.get(name, [])}
+                for name, count in counts.items()
             ],
             "window_start": iso_from_millis(header["start"]),
             "window_end": iso_from_millis(header["end"]),

@@ -12,13 +12,13 @@ from faust.types import TP
 
 from agents.dispatch import Dispatcher
 from agents.inbox import InboxFeed
-from agents.records_out import OutputWriter
+from agents.records_out import OutputWriter, utc_iso
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
 from pipeline.clock import Clock, clock_for
 from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
-from pipeline.kafka.outbox import OutRecord, TransactionalOutbox
+from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
@@ -48,6 +48,30 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(name=name, partitions=settings.partitions, config=configs.get(name, {}))
         for name in [*names.user_keyed(), *names.other()]
     ]
+
+
+def internal_topic_specs(app: faust.App) -> list[TopicSpec]:
+    """Faust's own topics (table changelogs, the assignor's leader topic), as Faust declares them.
+
+    Created with the others before the worker starts: left to Faust, they are declared while
+    the worker is already consuming, and a table whose changelog the first rebalance saw with
+    0 partitions ignores its writes until the next one.
+    """
+    specs = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        config = {str(k): str(v) for k, v in (topic.config or {}).items()}
+        if "cleanup.policy" not in config:
+            kinds = (("compact", topic.compacting), ("delete", topic.deleting))
+            config["cleanup.policy"] = ",".join(name for name, on in kinds if on) or "delete"
+        if topic.retention and "retention.ms" not in config:
+            config["retention.ms"] = str(int(float(topic.retention) * 1000))
+        specs.append(
+            TopicSpec(name=topic.get_topic_name(), partitions=topic.partitions, config=config)
+        )
+    # The name faust/assignor/leader_assignor.py gives it; one partition, like Faust's.
+    specs.append(TopicSpec(name=f"{app.conf.id}-__assignor-__leader", partitions=1))
+    return specs
 
 
 @dataclass(kw_only=True)
@@ -97,6 +121,32 @@ def _apply_committed(
     return apply
 
 
+def _oversized_to_invalid(
+    writer: OutputWriter, topics: TopicNames, limit: int, clock: Clock
+) -> OversizedHandler:
+    """An output the broker would refuse becomes a (bounded) invalid record saying so."""
+
+    def replace(record: OutRecord, partition: int, offset: int | None) -> list[OutRecord]:
+        reason = (
+            f"output for {record.topic}[{record.partition}] was {record_size(record)} bytes, "
+            f"over the {limit}-byte record limit (CLARION_MAX_RECORD_BYTES); not written"
+        )
+        return [
+            writer.invalid(
+                raw=record.value,
+                key=record.key,
+                error=reason,
+                # Where it came from: the event at that offset, or the timers of the partition.
+                topic=topics.events if offset is not None else topics.timers,
+                partition=partition,
+                offset=offset,
+                at=utc_iso(clock()),
+            )
+        ]
+
+    return replace
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     from agents.delivery.register import register_delivery  # noqa: PLC0415
     from agents.inbox import register_inbox  # noqa: PLC0415
@@ -110,7 +160,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     resume_order.install()
     topics = TopicNames(prefix=settings.topic_prefix)
     app = faust.App(
-        settings.app_id,
+        # Faust names its changelogs and leader topic after the app id: the prefix keeps them
+        # beside Clarion's own topics (one ACL, one deployment's topics apart from another's).
+        settings.group_id,
         broker=settings.broker,
         store="rocksdb://",
         datadir=str(settings.data_dir / "tables"),
@@ -195,14 +247,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         dedupe_table=dedupe_table,
         outbox=TransactionalOutbox(
             bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.app_id,
+            group_id=settings.group_id,
             source_topic=topics.events,
-            transactional_prefix=f"{settings.app_id}-ingest",
+            transactional_prefix=f"{settings.group_id}-ingest",
             max_pending=settings.commit_batch,
             changelog_topics=frozenset({dedupe_table.changelog_topic.get_topic_name()}),
             on_changelog_written=_persisted_offset_recorder(app, dedupe_table),
             on_committed=_apply_committed(timer_table),
             on_dropped=lambda partition: timer_table.release([partition]),
+            producer_options=dict(settings.kafka_options),
+            max_record_bytes=settings.max_record_bytes,
+            on_oversized=_oversized_to_invalid(writer, topics, settings.max_record_bytes, clock),
         ),
         writer=writer,
         renderer=renderer,

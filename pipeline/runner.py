@@ -14,7 +14,7 @@ from pathlib import Path
 import faust
 
 from agents.delivery.providers.config import ProvidersConfig
-from pipeline.app import create_app, topic_specs
+from pipeline.app import create_app, internal_topic_specs, topic_specs
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.local import LocalKafka, fetch_kafka
 from pipeline.settings import Settings
@@ -26,14 +26,17 @@ def run_worker(settings: Settings) -> None:
     """Run one worker until it is stopped (SIGINT/SIGTERM); topics are created first."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(
-        ensure_topics(
-            settings.bootstrap_servers, topic_specs(settings), client_options=settings.kafka_options
-        )
-    )
     # Faust creates only the last level of its data directory.
     (settings.data_dir / "tables").mkdir(parents=True, exist_ok=True)
     clarion = create_app(settings)
+    # Every topic, Faust's changelogs included, exists before the worker joins its group.
+    loop.run_until_complete(
+        ensure_topics(
+            settings.bootstrap_servers,
+            [*topic_specs(settings), *internal_topic_specs(clarion.app)],
+            client_options=settings.kafka_options,
+        )
+    )
     # At warning level faust turns on its spinner, which sets the root logger to DEBUG and
     # costs a quarter of the throughput in logging; info is both cheaper and more useful.
     # Plain stdout: the dev sinks print what they receive, and those lines are not log records.

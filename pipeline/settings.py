@@ -58,6 +58,19 @@ def _caps(env: Mapping[str, str], name: str) -> dict[str, int]:
     return caps
 
 
+# CLARION_KAFKA_* variables that are Clarion's own settings, not Kafka client options.
+_OWN_KAFKA_SETTINGS = frozenset({"CLARION_KAFKA_CACHE"})
+
+
+def _kafka_options(env: Mapping[str, str]) -> dict[str, str]:
+    """``CLARION_KAFKA_SECURITY_PROTOCOL=SSL`` → ``security_protocol="SSL"`` for the clients."""
+    return {
+        name.removeprefix("CLARION_KAFKA_").lower(): value
+        for name, value in env.items()
+        if name.startswith("CLARION_KAFKA_") and name not in _OWN_KAFKA_SETTINGS
+    }
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a Clarion process needs to know; build it with :meth:`from_env`."""
@@ -74,6 +87,8 @@ class Settings:
     max_attempts: int = 5
     retry_backoff: float = 10.0
     max_event_bytes: int = 64 * 1024
+    # No record Clarion writes is larger (key + value): under the broker's message.max.bytes.
+    max_record_bytes: int = 1_000_000
     template_dir: Path | None = None
     app_id: str = "clarion"
     log_level: str = "info"
@@ -101,6 +116,12 @@ class Settings:
     kafka_options: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def group_id(self) -> str:
+        """Consumer group, Faust app id and transactional-id prefix: under the topic prefix,
+        so that two deployments with different prefixes never share one."""
+        return f"{self.topic_prefix}{self.app_id}"
+
+    @property
     def bootstrap_servers(self) -> str:
         """The broker list without faust's ``kafka://`` scheme, as aiokafka wants it."""
         return ",".join(url.strip().removeprefix("kafka://") for url in self.broker.split(","))
@@ -123,6 +144,7 @@ class Settings:
             max_attempts=_int(env, "CLARION_MAX_ATTEMPTS", 5),
             retry_backoff=_float(env, "CLARION_RETRY_BACKOFF", 10.0),
             max_event_bytes=_int(env, "CLARION_MAX_EVENT_BYTES", 64 * 1024),
+            max_record_bytes=_int(env, "CLARION_MAX_RECORD_BYTES", 1_000_000, minimum=65_536),
             template_dir=Path(template_dir) if template_dir else None,
             app_id=env.get("CLARION_APP_ID") or "clarion",
             log_level=env.get("CLARION_LOG_LEVEL") or "info",
@@ -136,9 +158,5 @@ class Settings:
             advertised_url=env.get("CLARION_ADVERTISED_URL") or None,
             providers=ProvidersConfig.from_env(env),
             delivery=DeliveryTuning.from_env(env),
-            kafka_options={
-                name.removeprefix("CLARION_KAFKA_").lower(): value
-                for name, value in env.items()
-                if name.startswith("CLARION_KAFKA_")
-            },
+            kafka_options=_kafka_options(env),
         )

@@ -110,8 +110,11 @@ class StatusChange(_Record):
 class InvalidRecord(_Record):
     raw: str
     raw_encoding: str
+    raw_bytes: int
+    raw_sha256: str
+    raw_truncated: bool
     error: str
     topic: str
     partition: int
-    offset: int
+    offset: int | None
     received_at: str

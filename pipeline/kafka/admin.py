@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 logger = logging.getLogger(__name__)
+
+
+_LEADER_WAIT_S = 30.0
 
 
 class TopicLayoutError(RuntimeError):
@@ -64,6 +69,26 @@ async def ensure_topics(
                 ]
             )
             logger.info("created topics %s", ", ".join(spec.name for spec in missing))
+            await _wait_for_leaders(admin, missing)
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Return once every partition of the new topics has a leader: a client that looks them up
+    sooner can see 0 partitions (a Faust table then ignores its writes)."""
+    deadline = time.monotonic() + _LEADER_WAIT_S
+    while True:
+        descriptions = await admin.describe_topics([spec.name for spec in specs])
+        led = {
+            d["topic"]: sum(1 for p in d["partitions"] if p.get("leader", -1) >= 0)
+            for d in descriptions
+            if d.get("error_code", 0) == 0
+        }
+        waiting = [spec.name for spec in specs if led.get(spec.name, 0) < spec.partitions]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TopicLayoutError(f"no leader after {_LEADER_WAIT_S:.0f}s for {waiting}")
+        await asyncio.sleep(0.1)  # polling interval of the deadline loop

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,6 +31,9 @@ from aiokafka.errors import KafkaError, ProducerFenced
 logger = logging.getLogger(__name__)
 
 _COMMIT_ATTEMPTS = 5
+
+# Below the broker's default message.max.bytes (1,048,588) with room for the record's framing.
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
 
 
 class OutRecord(NamedTuple):
@@ -42,6 +45,16 @@ class OutRecord(NamedTuple):
 
 class OutboxCommitError(RuntimeError):
     """The broker refused a transaction several times; the worker must restart."""
+
+
+def record_size(record: OutRecord) -> int:
+    """What a record weighs against the broker's limit, framing aside."""
+    return len(record.key or b"") + len(record.value or b"")
+
+
+# Told a record over ``max_record_bytes`` with the source partition and offset (None for output
+# no consumed record caused); returns what to write instead, which must itself be small.
+OversizedHandler = Callable[[OutRecord, int, int | None], list[OutRecord]]
 
 
 @dataclass(slots=True)
@@ -69,16 +82,21 @@ class TransactionalOutbox:
     # writes then. Told too when a partition's open batch is dropped because it was fenced.
     on_committed: Callable[[int, list[OutRecord], dict[tuple[str, int], int]], None] | None = None
     on_dropped: Callable[[int], None] | None = None
+    # A record the broker would refuse for its size would fail the whole transaction, every
+    # time it is retried: it is replaced, before it is queued, by what ``on_oversized`` says.
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    on_oversized: OversizedHandler | None = None
     _pending: dict[int, _Pending] = field(default_factory=lambda: defaultdict(_Pending))
     _producers: dict[int, AIOKafkaProducer] = field(default_factory=dict)
     _changelog_producer: AIOKafkaProducer | None = None
+    _changelog_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _locks: dict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def add(self, partition: int, offset: int, records: Iterable[OutRecord]) -> bool:
         """Queue the output of the event at ``offset``; True when the partition should flush."""
         pending = self._pending[partition]
         changelog_topics = self.changelog_topics
-        for record in records:
+        for record in self._bounded(records, partition, offset):
             if record.topic in changelog_topics:
                 pending.changelog.append(record)
             else:
@@ -88,7 +106,25 @@ class TransactionalOutbox:
 
     def add_unsourced(self, partition: int, records: Iterable[OutRecord]) -> None:
         """Queue output that no consumed event caused (timers firing) with the partition's."""
-        self._pending[partition].records.extend(records)
+        self._pending[partition].records.extend(self._bounded(records, partition, None))
+
+    def _bounded(
+        self, records: Iterable[OutRecord], partition: int, offset: int | None
+    ) -> Iterator[OutRecord]:
+        limit = self.max_record_bytes
+        for record in records:
+            if record_size(record) <= limit:
+                yield record
+                continue
+            logger.warning(
+                "output record for %s[%d] is %d bytes, over the %d-byte limit; replaced",
+                record.topic,
+                record.partition,
+                record_size(record),
+                limit,
+            )
+            if self.on_oversized is not None:
+                yield from self.on_oversized(record, partition, offset)
 
     def pending_partitions(self) -> list[int]:
         return [
@@ -159,20 +195,26 @@ class TransactionalOutbox:
         # Written before the transaction: if the transaction then fails, the table remembers
         # events whose output was aborted, which the table's users must tolerate (the dedupe
         # ledger does, by remembering the offset that created each entry).
-        if self._changelog_producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=5,
-                **self.producer_options,
-            )
-            await producer.start()
-            self._changelog_producer = producer
-        for sent, (topic, destination, count) in await _send(self._changelog_producer, records):
+        producer = await self._shared_changelog_producer()
+        for sent, (topic, destination, count) in await _send(producer, records):
             metadata = await sent
             if self.on_changelog_written is not None:
                 self.on_changelog_written(topic, destination, metadata.offset + count - 1)
+
+    async def _shared_changelog_producer(self) -> AIOKafkaProducer:
+        # Partitions flush concurrently (flush_all): without the lock each would start its own.
+        async with self._changelog_lock:
+            if self._changelog_producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=5,
+                    **self.producer_options,
+                )
+                await producer.start()
+                self._changelog_producer = producer
+            return self._changelog_producer
 
     async def _producer_for(self, partition: int) -> AIOKafkaProducer:
         producer = self._producers.get(partition)
@@ -219,7 +261,8 @@ class TransactionalOutbox:
             await self._stop_changelog_producer()
 
     async def _stop_changelog_producer(self) -> None:
-        producer, self._changelog_producer = self._changelog_producer, None
+        async with self._changelog_lock:
+            producer, self._changelog_producer = self._changelog_producer, None
         if producer is not None:
             with contextlib.suppress(KafkaError):
                 await producer.stop()

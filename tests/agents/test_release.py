@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from agents.dispatch import Arrival, Dispatcher, millis
-from agents.release import Sweeper
+from agents.release import DIGEST_LINE_CHARS, DIGEST_LISTED, Sweeper
 from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
 from tables.timers import TimerTable
@@ -242,6 +242,29 @@ def test_low_events_make_one_digest_per_channel_with_every_event_in_order(
     )
     commit(table, PARTITION, out)
     assert rows(table) == []
+
+
+def test_a_digest_of_many_large_events_lists_the_first_ones_and_counts_the_rest(
+    dispatch: Dispatcher, table: TransactionalTable, sweeper: Sweeper, clock: Clock
+) -> None:
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    count = DIGEST_LISTED + 30
+    ids = [f"e{n}" for n in range(count)]
+    for seq, event_id in enumerate(ids):
+        big = event(event_id, priority="low", body="x" * 60_000)
+        commit(table, PARTITION, arrive(dispatch, table, big, start, seq))
+
+    clock.now = start + timedelta(hours=1)
+    out = sweeper.sweep(PARTITION)
+    [digest] = deliveries(out)
+    # Every event is in the digest's record, but its text stays small.
+    assert digest["event_ids"] == ids
+    assert digest["subject"] == f"You have {count} new notifications"
+    assert f"Billing ({count}):" in digest["body"]
+    assert digest["body"].count("- title ") == DIGEST_LISTED
+    assert "... and 30 more." in digest["body"]
+    assert len(digest["body"]) < DIGEST_LISTED * (DIGEST_LINE_CHARS + 50) + 500
+    assert max(len(r.value or b"") for r in out) < 64 * 1024
 
 
 def test_a_digest_closing_in_quiet_hours_waits_for_them_to_end(

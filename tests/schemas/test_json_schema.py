@@ -450,6 +450,9 @@ def test_output_records_match_their_schemas() -> None:
     invalid = InvalidRecord(
         raw="{",
         raw_encoding="utf-8",
+        raw_bytes=1,
+        raw_sha256="021fb596db81e6d02bf3d2586ee3981fe519f275c0ac9ca76bbcf2ebb4097d96",
+        raw_truncated=False,
         error="not JSON: unexpected end of data",
         topic="clarion.events",
         partition=3,
@@ -476,6 +479,8 @@ def test_output_records_match_their_schemas() -> None:
         ("status_change", {"channel": "fax"}),
         ("invalid_record", {"raw_encoding": "latin-1"}),
         ("invalid_record", {"offset": -1}),
+        ("invalid_record", {"raw_sha256": "not-hex"}),
+        ("invalid_record", {"raw_bytes": -1}),
     ],
 )
 def test_output_schemas_reject_values_outside_the_contract(
@@ -502,6 +507,9 @@ def test_output_schemas_reject_values_outside_the_contract(
         "invalid_record": {
             "raw": "",
             "raw_encoding": "base64",
+            "raw_bytes": 0,
+            "raw_sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "raw_truncated": False,
             "error": "e",
             "topic": "t",
             "partition": 0,

@@ -291,6 +291,7 @@ def test_lookups_are_cached_after_first_render(
             {
                 "count": 2,
                 "events": [{"subject": "A"}, {"title": "B"}],
+                "more": 0,
                 "categories": [
                     {
                         "name": "billing",
