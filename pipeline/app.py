@@ -22,6 +22,7 @@ from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutb
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
+from pipeline.web.server import ClarionWeb, faust_web_options
 from schemas.records import UserPreferences
 from tables.dedupe import changelog_config
 from tables.timers import TimerTable, due_index
@@ -179,7 +180,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
+        **faust_web_options(settings),
     )
+    # Before any view is added: Clarion's web server serves Clarion's routes only.
+    app.web = ClarionWeb(app)
     # Offsets of the events topic are committed by the outbox inside its transactions, never
     # by Faust: acks=False keeps Faust's own commit from running ahead of that output.
     events_topic = app.topic(

@@ -1,7 +1,8 @@
 """Liveness and readiness: ``/health`` answers while the process runs, ``/ready`` when it can work.
 
-Ready means: the broker answered a metadata request recently, no rebalance is under way, Faust's
-table recovery has completed and the timers table holds every assigned partition.
+Ready means: Faust's consumer has started, the broker answered a metadata request recently, no
+rebalance is under way, Faust's table recovery has completed and the timers table holds every
+assigned partition.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.client import AIOKafkaClient
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 
 from pipeline.web.responses import json_response
 
@@ -49,13 +52,21 @@ def register_health(clarion: Clarion) -> None:
     async def health(web: Any, request: Any) -> Any:  # noqa: ARG001
         return json_response(web, {"status": "ok"})
 
+    def assignment() -> set[TP] | None:
+        """The consumer's partitions; None until Faust has started the consumer, which it
+        does after the web server (an early /ready is asked in between)."""
+        try:
+            return set(app.consumer.assignment())
+        except ConsumerNotStarted:
+            return None
+
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:  # noqa: ARG001
-        assigned = sorted(
-            tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic
-        )
+        tps = assignment()
+        assigned = sorted(tp.partition for tp in tps or () if tp.topic == events_topic)
         waiting = [p for p in assigned if not clarion.timer_table.is_ready(p)]
         checks = {
+            "consumer_started": tps is not None,
             "broker_reachable": await broker_reachable(),
             "assignment_settled": not app.rebalancing,
             "tables_recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]

@@ -15,8 +15,8 @@ means accepted for routing, not routed (duplicates are dropped by the ingest age
 If the broker fails, the answer is 503 and part of the batch may already be published: send
 the same batch again; the ingest agent drops the events whose ``event_id`` it has seen.
 
-Limits: a body over ``CLARION_MAX_EVENT_BYTES`` x 1000 or over 1000 events is refused with 413
-(a declared Content-Length before reading anything, the bytes read otherwise, so a body is
+Limits: a body over ``CLARION_MAX_REQUEST_BYTES`` (8 MiB) or over 1000 events is refused with
+413 (a declared Content-Length before reading anything, the bytes read otherwise, so a body is
 never buffered past the limit); an event over ``CLARION_MAX_EVENT_BYTES`` is an invalid event.
 """
 
@@ -48,7 +48,6 @@ __all__ = [
     "EventPublisher",
     "Parsed",
     "PublishError",
-    "max_body_bytes",
     "parse_body",
     "register_ingest_http",
 ]
@@ -59,10 +58,6 @@ MAX_EVENTS_PER_REQUEST = 1000
 # How long a request waits for the broker before it gets a 503.
 PUBLISH_TIMEOUT_S = 30.0
 _READ_CHUNK = 64 * 1024
-
-
-def max_body_bytes(max_event_bytes: int) -> int:
-    return max_event_bytes * MAX_EVENTS_PER_REQUEST
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +199,7 @@ def register_ingest_http(clarion: Clarion, keys: ApiKeys | None = None) -> Event
     app = clarion.app
     api_keys = keys if keys is not None else api_keys_for(clarion)
     max_event_bytes = clarion.settings.max_event_bytes
-    limit = max_body_bytes(max_event_bytes)
+    limit = clarion.settings.max_request_bytes
     publisher = EventPublisher(
         bootstrap_servers=clarion.settings.bootstrap_servers,
         topic=clarion.topics.events,
@@ -225,8 +220,7 @@ def register_ingest_http(clarion: Clarion, keys: ApiKeys | None = None) -> Event
         too_large = BadRequest(
             413,
             "body too large",
-            f"at most {limit} bytes per request "
-            f"({MAX_EVENTS_PER_REQUEST} events of CLARION_MAX_EVENT_BYTES)",
+            f"at most {limit} bytes per request (CLARION_MAX_REQUEST_BYTES)",
         )
         declared = request.content_length
         if declared is not None and declared > limit:
@@ -244,7 +238,10 @@ def register_ingest_http(clarion: Clarion, keys: ApiKeys | None = None) -> Event
     class Events(View):
         """POST one event or an array of events; see :mod:`pipeline.web.ingest`."""
 
-        async def get(self, request: Any) -> Any:  # noqa: ARG002 - JSON for a wrong method
+        async def get(self, request: Any) -> Any:
+            # Behind the key like POST: without one, a client learns nothing of the route.
+            if (refused := await authorize(api_keys, self, request, "write")) is not None:
+                return refused
             return self.bytes(
                 orjson.dumps(
                     {"error": "method not allowed", "detail": "send events with POST /events"}

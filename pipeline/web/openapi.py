@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.web.auth import authorize
 from schemas.json_schema import load_schema
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = ["OPENAPI_PATH", "openapi_document", "register_openapi"]
 
 OPENAPI_PATH = "/openapi.json"
 DEFAULT_MAX_EVENT_BYTES = 65536
+DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 # Kept in step with pipeline.web.ingest.MAX_EVENTS_PER_REQUEST, pipeline.web.views.MAX_LIMIT
 # and DEFAULT_LIMIT, and pipeline.web.inbox_live._MAX_IDS (the test checks them).
 MAX_EVENTS_PER_REQUEST = 1000
@@ -45,8 +47,8 @@ _SECURITY_TEXT = """\
 Send `Authorization: Bearer <key>` with a key from `CLARION_API_KEYS`, a comma list of
 `key:scope` entries (a key may also be given as `sha256=<hex digest>`). Scopes:
 
-* `read`: the table views (`GET /users/...`, `GET /notifications/...`), the inbox stream and
-  the worker-to-worker `POST /internal/statuses`;
+* `read`: the table views (`GET /users/...`, `GET /notifications/...`), the inbox stream,
+  this document and the worker-to-worker `POST /internal/statuses`;
 * `write`: `POST /events` and `POST /users/{user_id}/inbox/read`.
 
 A key holding `read+write` (or listed twice) has both. Without a key, or with an unknown
@@ -54,7 +56,8 @@ one, the answer is 401 with a `WWW-Authenticate` header; with a key lacking the 
 
 When `CLARION_API_KEYS` is unset the worker has no keys and answers loopback clients only
 (127.0.0.0/8, ::1) without an `Authorization` header; other clients get 403. `/health`,
-`/ready`, `/metrics` and `/openapi.json` never need a key."""
+`/ready` and `/metrics` never need a key; Faust's own views (`/table`, `/router`, statistics)
+are not served."""
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -186,12 +189,19 @@ def _components_schemas() -> dict[str, Any]:
                     "description": "Each readiness check and whether it passes.",
                     "type": "object",
                     "required": [
+                        "consumer_started",
                         "broker_reachable",
                         "assignment_settled",
                         "tables_recovered",
                         "timers_recovered",
                     ],
                     "properties": {
+                        "consumer_started": {
+                            "description": (
+                                "Faust's consumer has started (it starts after the web server)."
+                            ),
+                            "type": "boolean",
+                        },
                         "broker_reachable": {
                             "description": "The broker answered a metadata request recently.",
                             "type": "boolean",
@@ -438,6 +448,7 @@ def _components_responses() -> dict[str, Any]:
             "client is not on a loopback address."
         ),
         "NotFound": _error("Nothing is recorded under this key."),
+        "TooLarge": _error("The body is over `CLARION_MAX_REQUEST_BYTES`; nothing was done."),
         "OwnerUnreachable": _error(
             "Another worker holds the key and could not be reached to answer the request."
         ),
@@ -517,8 +528,7 @@ def _security(scope: str) -> list[dict[str, list[str]]]:
     return [{"bearerAuth": [scope]}, {}]
 
 
-def _paths(max_event_bytes: int) -> dict[str, Any]:
-    max_body = max_event_bytes * MAX_EVENTS_PER_REQUEST
+def _paths(max_event_bytes: int, max_body: int) -> dict[str, Any]:
     return {
         "/health": {
             "get": {
@@ -536,7 +546,8 @@ def _paths(max_event_bytes: int) -> dict[str, Any]:
                 "tags": ["operations"],
                 "summary": "Readiness",
                 "description": (
-                    "Ready means: the broker answered a metadata request recently, no "
+                    "Ready means: Faust's consumer has started, the broker answered a "
+                    "metadata request recently, no "
                     "rebalance is under way, Faust's table recovery has completed and the "
                     "timers table holds every assigned partition."
                 ),
@@ -568,12 +579,14 @@ def _paths(max_event_bytes: int) -> dict[str, Any]:
             "get": {
                 "tags": ["operations"],
                 "summary": "This document",
-                "security": [],
+                "security": _security("read"),
                 "responses": {
                     "200": {
                         "description": "The OpenAPI 3.1 description of the API.",
                         "content": _json_content({"type": "object"}),
-                    }
+                    },
+                    "401": {"$ref": _RESPONSES + "Unauthorized"},
+                    "403": {"$ref": _RESPONSES + "Forbidden"},
                 },
             }
         },
@@ -595,7 +608,7 @@ def _paths(max_event_bytes: int) -> dict[str, Any]:
                     "required": True,
                     "description": (
                         f"At most {max_event_bytes} bytes per event (CLARION_MAX_EVENT_BYTES) "
-                        f"and {max_body} bytes in all; UTF-8 JSON."
+                        f"and {max_body} bytes in all (CLARION_MAX_REQUEST_BYTES); UTF-8 JSON."
                     ),
                     "content": _json_content(
                         {
@@ -720,6 +733,7 @@ def _paths(max_event_bytes: int) -> dict[str, Any]:
                     "400": {"$ref": _RESPONSES + "BadRequest"},
                     "401": {"$ref": _RESPONSES + "Unauthorized"},
                     "403": {"$ref": _RESPONSES + "Forbidden"},
+                    "413": {"$ref": _RESPONSES + "TooLarge"},
                     "503": _error("The broker did not take the read mark; retry."),
                 },
             }
@@ -809,13 +823,18 @@ def _paths(max_event_bytes: int) -> dict[str, Any]:
                     "400": {"$ref": _RESPONSES + "BadRequest"},
                     "401": {"$ref": _RESPONSES + "Unauthorized"},
                     "403": {"$ref": _RESPONSES + "Forbidden"},
+                    "413": {"$ref": _RESPONSES + "TooLarge"},
                 },
             }
         },
     }
 
 
-def openapi_document(*, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> dict[str, Any]:
+def openapi_document(
+    *,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the web API, as a fresh dict."""
     return {
         "openapi": "3.1.0",
@@ -839,7 +858,7 @@ def openapi_document(*, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> dict[
             {"name": "internal", "description": "Between workers; not for clients."},
         ],
         "security": [{"bearerAuth": []}, {}],
-        "paths": _paths(max_event_bytes),
+        "paths": _paths(max_event_bytes, max_request_bytes),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -856,11 +875,18 @@ def openapi_document(*, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> dict[
 
 
 def register_openapi(clarion: Clarion) -> Callable[..., Any]:
-    """Serve the document at ``GET /openapi.json`` (no key needed)."""
-    body = orjson.dumps(openapi_document(max_event_bytes=clarion.settings.max_event_bytes))
+    """Serve the document at ``GET /openapi.json`` (the ``read`` scope)."""
+    body = orjson.dumps(
+        openapi_document(
+            max_event_bytes=clarion.settings.max_event_bytes,
+            max_request_bytes=clarion.settings.max_request_bytes,
+        )
+    )
 
     @clarion.app.page(OPENAPI_PATH)
-    async def openapi(web: Any, request: Any) -> Any:  # noqa: ARG001
+    async def openapi(web: Any, request: Any) -> Any:
+        if (refused := await authorize(clarion, web, request, "read")) is not None:
+            return refused
         return web.bytes(body, content_type=_JSON)
 
     return openapi

@@ -49,6 +49,7 @@ def keyed(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         worker = pipeline.worker(
             CLARION_API_KEYS=f"{WRITER}:write,{READER}:read,sha256={hashed}:write",
             CLARION_MAX_EVENT_BYTES=str(MAX_EVENT_BYTES),
+            CLARION_MAX_REQUEST_BYTES=str(BODY_LIMIT),
         ).start()
         yield Deployment(pipeline=pipeline, worker=worker)
     finally:
@@ -300,6 +301,8 @@ async def test_other_methods_are_not_allowed(
     keyed: Deployment, http: aiohttp.ClientSession
 ) -> None:
     async with http.get(keyed.url()) as reply:
+        assert reply.status == 401  # behind the key like POST
+    async with http.get(keyed.url(), headers={"Authorization": f"Bearer {WRITER}"}) as reply:
         assert reply.status == 405
         assert reply.headers["Allow"] == "POST"
         assert (await reply.json())["error"] == "method not allowed"
