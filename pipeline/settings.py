@@ -74,6 +74,8 @@ class Settings:
     max_attempts: int = 5
     retry_backoff: float = 10.0
     max_event_bytes: int = 64 * 1024
+    # How far ahead an event's send_at and expires_at may point; beyond it, it is invalid.
+    max_hold: float = 365 * 86400.0
     template_dir: Path | None = None
     app_id: str = "clarion"
     log_level: str = "info"
@@ -123,6 +125,7 @@ class Settings:
             max_attempts=_int(env, "CLARION_MAX_ATTEMPTS", 5),
             retry_backoff=_float(env, "CLARION_RETRY_BACKOFF", 10.0),
             max_event_bytes=_int(env, "CLARION_MAX_EVENT_BYTES", 64 * 1024),
+            max_hold=_float(env, "CLARION_MAX_HOLD", 365 * 86400.0),
             template_dir=Path(template_dir) if template_dir else None,
             app_id=env.get("CLARION_APP_ID") or "clarion",
             log_level=env.get("CLARION_LOG_LEVEL") or "info",
