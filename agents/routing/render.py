@@ -20,6 +20,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
+from agents.routing.links import drop_unsafe_links
 from schemas.field_checks import LOCALE_PATTERN, MAX_LOCALE_LENGTH
 from schemas.records import NotificationEvent
 from schemas.template_names import template_name_problem
@@ -103,6 +104,8 @@ class TemplateRenderer:
         try:
             subject, body = _render_text(templates.text, context)
             html = _render_block(templates.html, "body", context) if templates.html else None
+            if html is not None:
+                html = drop_unsafe_links(html)
         except Exception as exc:
             # Whatever the template does with the event's data is the sender's problem to
             # fix, so it becomes a rejection reason rather than an internal error.

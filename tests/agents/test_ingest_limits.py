@@ -8,6 +8,7 @@ keep going.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,15 @@ import pytest
 
 from pipeline.kafka.local import LocalKafka
 from tests.helpers.deployment import Pipeline, deployment
-from tests.helpers.kafka import TopicReader, produce
-from tests.helpers.pipeline_io import all_topics, deliveries, event, statuses
+from tests.helpers.kafka import TopicReader, produce, produce_json
+from tests.helpers.pipeline_io import (
+    all_topics,
+    deliveries,
+    event,
+    preferences,
+    statuses,
+    wait_for_preferences,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +155,42 @@ async def test_send_at_and_expires_at_beyond_the_hold_horizon_are_rejected(
             ),
             what="the event 30 days ahead deferred",
         )
+
+
+async def test_links_from_event_data_keep_only_web_and_mail_schemes(shared: Pipeline) -> None:
+    await produce_json(shared.bootstrap, shared.topics.preferences, [preferences("linda")])
+    await asyncio.to_thread(wait_for_preferences, shared, "linda")
+    urls = {
+        "link-js": "javascript:alert(document.cookie)",
+        "link-js-spelled": " JaVa\tScript:alert(1)",
+        "link-data": "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "link-https": "https://example.com/finish?step=1&via=mail",
+        "link-mailto": "mailto:help@example.com",
+    }
+    await produce_json(
+        shared.bootstrap,
+        shared.topics.events,
+        [
+            event(
+                event_id,
+                "linda",
+                template="welcome",
+                data={"name": "Linda", "action_url": url},
+                title=None,
+                body=None,
+                channels=["email"],
+            )
+            for event_id, url in urls.items()
+        ],
+    )
+    async with shared.reader(*all_topics(shared)) as reader:
+        await reader.wait_for(
+            lambda _: len(deliveries(reader, shared)) >= len(urls), what="every welcome email"
+        )
+        html = {d["event_ids"][0]: d["html"] for d in deliveries(reader, shared)}
+    for event_id in ("link-js", "link-js-spelled", "link-data"):
+        assert "href" not in html[event_id], html[event_id]
+        # The words stay, as plain text: the reader still sees what the email says.
+        assert "Finish setting up your account" in html[event_id]
+    assert '<a href="https://example.com/finish?step=1&amp;via=mail">' in html["link-https"]
+    assert '<a href="mailto:help@example.com">' in html["link-mailto"]
