@@ -25,7 +25,8 @@ from pipeline.kafka.outbox import (
     OutRecord,
     record_size,
 )
-from schemas.validation import Invalid, parse_event
+from schemas.hold_horizon import DEFAULT_MAX_HOLD
+from schemas.validation import HoldHorizon, Invalid, parse_event
 from tables.dedupe import DedupeLedger, prune_expired
 
 if TYPE_CHECKING:
@@ -52,11 +53,16 @@ class EventRouter:
     max_event_bytes: int
     clock: Callable[[], datetime]
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_hold: float = DEFAULT_MAX_HOLD
 
     def process(self, message: SourceMessage) -> list[OutRecord]:
         now = self.clock()
         at = utc_iso(now)
-        parsed = parse_event(message.value, max_bytes=self.max_event_bytes)
+        parsed = parse_event(
+            message.value,
+            max_bytes=self.max_event_bytes,
+            horizon=HoldHorizon(now=now, max_hold=self.max_hold),
+        )
         if isinstance(parsed, Invalid):
             return self.reject(message, parsed.reason, at, event_id=None, user_id=None)
         event = parsed
@@ -154,6 +160,7 @@ def register_ingest(clarion: Clarion) -> None:
         max_event_bytes=clarion.settings.max_event_bytes,
         max_record_bytes=clarion.settings.max_record_bytes,
         clock=clarion.clock,
+        max_hold=clarion.settings.max_hold,
     )
     events_topic = clarion.events_topic.get_topic_name()
     event_in = clarion.metrics.event_in

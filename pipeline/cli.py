@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -15,7 +17,7 @@ from pipeline.kafka.local import LocalKafkaError, fetch_kafka
 from pipeline.settings import Settings, SettingsError
 from pipeline.topics import TopicNames
 from pipeline.web.auth import ApiKeys
-from schemas.validation import Invalid, parse_event, parse_preferences
+from schemas.validation import HoldHorizon, Invalid, encode_decoded, parse_event, parse_preferences
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,12 +176,11 @@ def _command_send(settings: Settings, args: argparse.Namespace) -> int:
         print(f"not JSON: {exc}", file=sys.stderr)
         return 2
     if not args.no_validate:
-        parse = parse_preferences if args.preferences else parse_event
         reasons = [
             f"item {index}: {result.reason}"
             for index, value in enumerate(values)
             if isinstance(
-                result := parse(orjson.dumps(value), max_bytes=settings.max_event_bytes), Invalid
+                result := _validate(value, settings, preferences=args.preferences), Invalid
             )
         ]
         if reasons:
@@ -188,6 +189,17 @@ def _command_send(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     asyncio.run(_send(settings, values, preferences=args.preferences))
     return 0
+
+
+def _validate(value: Any, settings: Settings, *, preferences: bool) -> object:
+    """The parsed record, or :class:`Invalid` with the reasons the pipeline would give."""
+    raw = encode_decoded(value, what="preferences" if preferences else "event")
+    if isinstance(raw, Invalid):
+        return raw
+    if preferences:
+        return parse_preferences(raw, max_bytes=settings.max_event_bytes)
+    horizon = HoldHorizon(now=datetime.now(UTC), max_hold=settings.max_hold)
+    return parse_event(raw, max_bytes=settings.max_event_bytes, horizon=horizon)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

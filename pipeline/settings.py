@@ -91,6 +91,8 @@ class Settings:
     max_record_bytes: int = 1_000_000
     # Largest request body the web server reads; beyond it the answer is 413.
     max_request_bytes: int = 8 * 1024 * 1024
+    # How far ahead an event's send_at and expires_at may point; beyond it, it is invalid.
+    max_hold: float = 365 * 86400.0
     template_dir: Path | None = None
     app_id: str = "clarion"
     log_level: str = "info"
@@ -148,6 +150,7 @@ class Settings:
             max_event_bytes=_int(env, "CLARION_MAX_EVENT_BYTES", 64 * 1024),
             max_record_bytes=_int(env, "CLARION_MAX_RECORD_BYTES", 1_000_000, minimum=65_536),
             max_request_bytes=_int(env, "CLARION_MAX_REQUEST_BYTES", 8 * 1024 * 1024),
+            max_hold=_float(env, "CLARION_MAX_HOLD", 365 * 86400.0),
             template_dir=Path(template_dir) if template_dir else None,
             app_id=env.get("CLARION_APP_ID") or "clarion",
             log_level=env.get("CLARION_LOG_LEVEL") or "info",

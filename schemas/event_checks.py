@@ -7,6 +7,7 @@ from typing import Any
 from schemas.field_checks import (
     KNOWN_CHANNELS,
     check_identifier,
+    check_nesting,
     check_optional_locale,
     check_optional_string,
     check_optional_timestamp,
@@ -15,7 +16,9 @@ from schemas.field_checks import (
     required_string,
     reserved_names,
 )
+from schemas.hold_horizon import HoldHorizon, check_hold_horizon
 from schemas.records import PRIORITIES, NotificationEvent
+from schemas.template_names import template_name_problem
 
 EVENT_FIELDS = frozenset(NotificationEvent._options.fields)
 _RESERVED = reserved_names(NotificationEvent)
@@ -24,8 +27,10 @@ _PRIORITY_CHOICES = ", ".join(PRIORITIES)
 _CONTENT_RULE = "needs either 'template' (with 'data') or 'title' and 'body'"
 
 
-def event_problems(obj: dict[str, Any]) -> list[str]:
+def event_problems(obj: dict[str, Any], horizon: HoldHorizon | None = None) -> list[str]:
     """Every reason ``obj`` is not a valid event, in field order.
+
+    With a ``horizon``, ``send_at`` and ``expires_at`` must not lie beyond it.
 
     A valid ``obj`` is readied for ``from_data`` in place: defaults filled in, and unknown
     keys that would collide with the record's own attributes dropped.
@@ -40,9 +45,12 @@ def event_problems(obj: dict[str, Any]) -> list[str]:
     check_optional_timestamp(obj, "send_at", problems)
     check_optional_timestamp(obj, "expires_at", problems)
     check_optional_timestamp(obj, "created_at", problems)
+    if horizon is not None and not problems:
+        check_hold_horizon(obj, horizon, problems)
     check_optional_string(obj, "dedupe_key", problems)
     check_optional_locale(obj, "locale", problems)
     check_optional_string(obj, "tenant_id", problems)
+    check_nesting(obj, problems)
     if not problems:
         drop_reserved_unknowns(obj, EVENT_FIELDS, _RESERVED)
     return problems
@@ -67,6 +75,8 @@ def _check_content(obj: dict[str, Any], problems: list[str]) -> None:
     data = obj.get("data")
     if template is not None and not (isinstance(template, str) and template):
         problems.append(f"field 'template' must be a non-empty string (got {describe(template)})")
+    elif isinstance(template, str) and (problem := template_name_problem(template)):
+        problems.append(problem)
     if data is not None and not isinstance(data, dict):
         problems.append(f"field 'data' must be an object (got {describe(data)})")
     if title is not None and not isinstance(title, str):

@@ -54,6 +54,8 @@ def check_optional_string(obj: dict[str, Any], name: str, problems: list[str]) -
 
 # BCP 47-ish: a language, then optional region/script/variant subtags ("pt-BR", "zh-Hant-TW").
 LOCALE_PATTERN = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*")
+# Bounded because the locale becomes part of a template file name; real tags are far shorter.
+MAX_LOCALE_LENGTH = 64
 
 
 def check_optional_locale(obj: dict[str, Any], name: str, problems: list[str]) -> None:
@@ -63,6 +65,10 @@ def check_optional_locale(obj: dict[str, Any], name: str, problems: list[str]) -
     if not isinstance(value, str) or not LOCALE_PATTERN.fullmatch(value):
         problems.append(
             f"field '{name}' must be a language tag such as 'en' or 'pt-BR' (got {describe(value)})"
+        )
+    elif len(value) > MAX_LOCALE_LENGTH:
+        problems.append(
+            f"field '{name}' must be at most {MAX_LOCALE_LENGTH} characters (got {len(value)})"
         )
 
 
@@ -93,3 +99,39 @@ def drop_reserved_unknowns(
     for name in obj.keys() - fields:
         if name.startswith("_") or name in reserved:
             del obj[name]
+
+
+# orjson reads 1024 levels but writes only 254, and Clarion's outputs wrap an event's data
+# in a few levels of their own (a held row holds the event, which holds data). A limit well
+# below that keeps every record that carries the data writable.
+MAX_NESTING = 64
+
+
+def nesting_depth(value: Any) -> int:
+    """Levels of arrays and objects in ``value``: 0 for a scalar, 1 for ``{}`` or ``[1]``.
+
+    Iterative, because decoded JSON may nest deeper than Python's recursion limit.
+    """
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def check_nesting(obj: dict[str, Any], problems: list[str]) -> None:
+    """Every field, unknown ones too: they are published again as sent (POST /events)."""
+    for name, value in obj.items():
+        depth = nesting_depth(value)
+        if depth > MAX_NESTING:
+            problems.append(
+                f"field '{name}' nests {depth} levels deep; at most {MAX_NESTING} are allowed"
+            )

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from schemas.field_checks import (
     KNOWN_CHANNELS,
     check_identifier,
+    check_nesting,
     check_optional_locale,
     describe,
     drop_reserved_unknowns,
@@ -62,6 +63,9 @@ def preference_problems(obj: dict[str, Any]) -> list[str]:
         _check_digest(digest, problems)
     if (caps := obj.get("caps")) is not None:
         _check_caps(caps, problems)
+    # The same limit as events: unknown fields are dropped when stored, but a web PATCH or
+    # a future field must not be able to carry what orjson cannot write back.
+    check_nesting(obj, problems)
     if not problems:
         _build_nested_records(obj)
     return problems

@@ -12,12 +12,20 @@ from typing import Any
 import orjson
 
 from schemas.event_checks import event_problems
-from schemas.field_checks import describe
+from schemas.field_checks import MAX_NESTING, check_nesting, describe, nesting_depth
+from schemas.hold_horizon import HoldHorizon
 from schemas.preference_checks import preference_problems
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.timestamps import parse_timestamp
 
-__all__ = ["Invalid", "parse_event", "parse_preferences", "parse_timestamp"]
+__all__ = [
+    "HoldHorizon",
+    "Invalid",
+    "encode_decoded",
+    "parse_event",
+    "parse_preferences",
+    "parse_timestamp",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +33,12 @@ class Invalid:
     reason: str
 
 
-def parse_event(raw: bytes | None, *, max_bytes: int) -> NotificationEvent | Invalid:
+def parse_event(
+    raw: bytes | None, *, max_bytes: int, horizon: HoldHorizon | None = None
+) -> NotificationEvent | Invalid:
+    """``horizon``: how far ahead ``send_at`` and ``expires_at`` may be (unchecked if None)."""
     try:
-        return _parse_event(raw, max_bytes)
+        return _parse_event(raw, max_bytes, horizon)
     except Exception as exc:  # noqa: BLE001 -- one poison message must not stop the agent
         return _unexpected(exc)
 
@@ -39,7 +50,26 @@ def parse_preferences(raw: bytes, *, max_bytes: int) -> UserPreferences | Invali
         return _unexpected(exc)
 
 
-def _parse_event(raw: bytes | None, max_bytes: int) -> NotificationEvent | Invalid:
+def encode_decoded(value: Any, *, what: str = "event") -> bytes | Invalid:
+    """The bytes a decoded JSON value is validated (and published) as, or why there are none.
+
+    orjson decodes 1024 levels of nesting but encodes only 254, so a value decoded from a
+    larger body (an array of events) is checked for depth before it is encoded again, with
+    the reason its parser would give.
+    """
+    if isinstance(value, dict):
+        problems: list[str] = []
+        check_nesting(value, problems)
+        if problems:
+            return Invalid("; ".join(problems))
+    elif nesting_depth(value) > MAX_NESTING:
+        return Invalid(f"{what} must be a JSON object (got {describe(value)})")
+    return orjson.dumps(value)
+
+
+def _parse_event(
+    raw: bytes | None, max_bytes: int, horizon: HoldHorizon | None
+) -> NotificationEvent | Invalid:
     obj = _load_object(
         raw,
         max_bytes=max_bytes,
@@ -49,7 +79,7 @@ def _parse_event(raw: bytes | None, max_bytes: int) -> NotificationEvent | Inval
     )
     if isinstance(obj, Invalid):
         return obj
-    if problems := event_problems(obj):
+    if problems := event_problems(obj, horizon):
         return Invalid("; ".join(problems))
     event: NotificationEvent = NotificationEvent.from_data(obj)
     return event

@@ -20,8 +20,10 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
-from schemas.field_checks import LOCALE_PATTERN
+from agents.routing.links import drop_unsafe_links
+from schemas.field_checks import LOCALE_PATTERN, MAX_LOCALE_LENGTH
 from schemas.records import NotificationEvent
+from schemas.template_names import template_name_problem
 
 DEFAULT_CHANNEL = "default"
 
@@ -83,9 +85,11 @@ class TemplateRenderer:
         if event.template is None:
             return _from_title_and_body(event, channel)
         name = event.template
-        _check_name(name, "template name")
+        # Validated at the door too; checked again because the name becomes a folder name.
+        if problem := template_name_problem(name, "template name"):
+            raise TemplateError(problem)
         _check_name(channel, "channel")
-        if locale is not None and not LOCALE_PATTERN.fullmatch(locale):
+        if locale is not None and not _usable_locale(locale):
             # Validation refuses such locales at the door; one that slipped into stored
             # preferences must not make every event of that user unroutable.
             locale = None
@@ -100,6 +104,8 @@ class TemplateRenderer:
         try:
             subject, body = _render_text(templates.text, context)
             html = _render_block(templates.html, "body", context) if templates.html else None
+            if html is not None:
+                html = drop_unsafe_links(html)
         except Exception as exc:
             # Whatever the template does with the event's data is the sender's problem to
             # fix, so it becomes a rejection reason rather than an internal error.
@@ -137,7 +143,7 @@ class TemplateRenderer:
             )
         index, text_file, text_locale = found
         html_file = f"email{_suffix(text_locale)}.html.j2"
-        has_html = channel == "email" and (self._dirs[index] / name / html_file).is_file()
+        has_html = channel == "email" and _is_file(self._dirs[index] / name / html_file)
         envs = self._envs[index]
         try:
             text = envs.text.get_template(f"{name}/{text_file}")
@@ -157,9 +163,22 @@ class TemplateRenderer:
         """(folder index, file name, its locale) of the first candidate found."""
         for index, folder in enumerate(self._dirs):
             for filename, locale in files:
-                if (folder / name / filename).is_file():
+                if _is_file(folder / name / filename):
                     return index, filename, locale
         return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        # Path.is_file lets "File name too long" and the like through; no such file here.
+        return False
+
+
+def _usable_locale(locale: str) -> bool:
+    # Bounded: the locale is part of a file name.
+    return len(locale) <= MAX_LOCALE_LENGTH and LOCALE_PATTERN.fullmatch(locale) is not None
 
 
 def _sandbox(loader: jinja2.BaseLoader, *, autoescape: bool) -> ImmutableSandboxedEnvironment:

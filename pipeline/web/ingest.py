@@ -37,7 +37,7 @@ from faust.web import View
 from pipeline.web.auth import ApiKeys, api_keys_for, authorize
 from pipeline.web.responses import JSON, error_response, json_response
 from schemas.field_checks import describe
-from schemas.validation import Invalid, parse_event
+from schemas.validation import HoldHorizon, Invalid, encode_decoded, parse_event
 
 if TYPE_CHECKING:
     from pipeline.app import Clarion
@@ -76,7 +76,9 @@ class BadRequest:
     detail: object = None
 
 
-def parse_body(body: bytes, *, max_event_bytes: int) -> Parsed | BadRequest:
+def parse_body(
+    body: bytes, *, max_event_bytes: int, horizon: HoldHorizon | None = None
+) -> Parsed | BadRequest:
     """Validate a whole body: one event object or an array of at most 1000 of them."""
     if not body.strip():
         return BadRequest(400, "invalid body", "the body is empty; send an event or an array")
@@ -87,7 +89,11 @@ def parse_body(body: bytes, *, max_event_bytes: int) -> Parsed | BadRequest:
     records: list[tuple[bytes, bytes, str]] = []
     problems: list[dict[str, object]] = []
     for index, (item, value) in enumerate(zip(items, values, strict=True)):
-        event = parse_event(value, max_bytes=max_event_bytes)
+        event = (
+            value
+            if isinstance(value, Invalid)
+            else parse_event(value, max_bytes=max_event_bytes, horizon=horizon)
+        )
         if isinstance(event, Invalid):
             event_id = item.get("event_id") if isinstance(item, dict) else None
             problems.append(
@@ -98,13 +104,14 @@ def parse_body(body: bytes, *, max_event_bytes: int) -> Parsed | BadRequest:
                 }
             )
         else:
+            assert not isinstance(value, Invalid)  # a valid event was encoded
             records.append((event.user_id.encode(), value, event.event_id))
     if problems:
         return BadRequest(400, "invalid events", problems)
     return Parsed(records=records)
 
 
-def _decode(body: bytes) -> tuple[Sequence[Any], Sequence[bytes]] | BadRequest:
+def _decode(body: bytes) -> tuple[Sequence[Any], Sequence[bytes | Invalid]] | BadRequest:
     """The decoded events and the bytes each is validated and published as."""
     try:
         decoded = orjson.loads(body)
@@ -127,7 +134,7 @@ def _decode(body: bytes) -> tuple[Sequence[Any], Sequence[bytes]] | BadRequest:
             "too many events",
             f"{len(decoded)} events; at most {MAX_EVENTS_PER_REQUEST} per request",
         )
-    return decoded, [orjson.dumps(item) for item in decoded]
+    return decoded, [encode_decoded(item) for item in decoded]
 
 
 class PublishError(Exception):
@@ -257,7 +264,8 @@ def register_ingest_http(clarion: Clarion, keys: ApiKeys | None = None) -> Event
             body = await read_body(request)
             if isinstance(body, BadRequest):
                 return error_response(self, body.status, body.error, body.detail)
-            parsed = parse_body(body, max_event_bytes=max_event_bytes)
+            horizon = HoldHorizon(now=clarion.clock(), max_hold=clarion.settings.max_hold)
+            parsed = parse_body(body, max_event_bytes=max_event_bytes, horizon=horizon)
             if isinstance(parsed, BadRequest):
                 return error_response(self, parsed.status, parsed.error, parsed.detail)
             try:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 
+import orjson
 import pytest
 
 from agents.records_out import INVALID_RAW_KEPT_BYTES
@@ -146,3 +147,62 @@ async def test_an_event_whose_output_is_over_the_record_limit_is_rejected_with_t
             }
         ] == [("huge", "rejected"), ("small", "accepted")]
         assert [d["event_ids"] for d in deliveries(reader, pipeline)] == [["small"]]
+
+
+def deep(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {"leaf": True}
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
+async def test_a_worker_fed_every_poison_record_at_once_keeps_routing_good_events(
+    pipeline: Pipeline,
+) -> None:
+    worker = pipeline.worker().start()
+    users = [f"good-{n}" for n in range(8)]
+    await produce_json(
+        pipeline.bootstrap, pipeline.topics.preferences, [preferences(u) for u in users]
+    )
+    for user in users:
+        wait_for_preferences(pipeline, user)
+    bad_events: list[tuple[bytes, bytes]] = [
+        (b"ann", CONTROL_BYTES),
+        (b"ann", RANDOM_BYTES),
+        (b"ann", orjson.dumps(event("deep", "ann", data=deep(300)))),
+        (b"ann", orjson.dumps(event("tpl", "ann", template="t" * 300, title=None, body=None))),
+        (b"ann", orjson.dumps(event("far", "ann", send_at="9999-12-31T00:00:00Z"))),
+        (b"\xff\xfe", orjson.dumps(event("key", "ann"))),
+    ]
+    bad_preferences: list[tuple[bytes, bytes]] = [
+        (b"ann", RANDOM_BYTES),
+        (b"\xff\xfe", orjson.dumps(preferences("ann"))),
+    ]
+    await produce(pipeline.bootstrap, pipeline.topics.events, bad_events)
+    await produce(pipeline.bootstrap, pipeline.topics.preferences, bad_preferences)
+    await produce_json(
+        pipeline.bootstrap,
+        pipeline.topics.events,
+        [event(f"after-{u}", u, channels=["email"]) for u in users],
+    )
+    async with pipeline.reader(*all_topics(pipeline)) as reader:
+        await reader.wait_for(
+            lambda _: len(deliveries(reader, pipeline)) == len(users),
+            deadline_s=30,
+            what="every good event delivered within seconds of the poison records",
+        )
+        await reader.wait_for(
+            lambda _: (
+                len(reader.on(pipeline.topics.invalid)) == len(bad_events) + len(bad_preferences)
+            ),
+            what="a record on the invalid topic for every bad one",
+        )
+        await reader.catch_up()
+        invalid = reader.on(pipeline.topics.invalid)
+        assert all(len(r.value or b"") < BROKER_RECORD_LIMIT for r in invalid)
+        assert all(r.json()["error"] for r in invalid)
+        assert sorted(d["event_ids"][0] for d in deliveries(reader, pipeline)) == sorted(
+            f"after-{u}" for u in users
+        )
+    assert worker.process is not None
+    assert worker.process.poll() is None, worker.log()

@@ -31,6 +31,7 @@ from schemas.records import (
     StatusChange,
     UserPreferences,
 )
+from schemas.template_names import TEMPLATE_NAME_PATTERN
 from schemas.timestamps import TIMESTAMP_PATTERN
 from schemas.validation import Invalid, parse_event, parse_preferences
 
@@ -181,6 +182,11 @@ def test_every_timestamp_pattern_is_the_validator_pattern() -> None:
     assert set(patterns) == {TIMESTAMP_PATTERN}
 
 
+def test_template_name_pattern_is_the_validator_pattern() -> None:
+    template = load_schema("notification_event")["properties"]["template"]
+    assert template["pattern"] == TEMPLATE_NAME_PATTERN
+
+
 def test_address_and_clock_patterns_are_the_validator_patterns() -> None:
     properties = load_schema("user_preferences")["properties"]
     addresses = properties["addresses"]["properties"]
@@ -237,6 +243,11 @@ EVENT_SAMPLES: list[tuple[dict[str, Any], bool]] = [
     (event(title=None, body=None, template=None), False),
     (event(template=""), False),
     (event(template=5), False),
+    (event(template="../secrets"), False),
+    (event(template="a..b"), False),
+    (event(template="t" * 129), False),
+    (event(template="Invoice-2.v1"), True),
+    (event(locale="en" + "-abcdefgh" * 30), False),
     (event(data=[1, 2]), False),
     (event(body=5), False),
     (event(channels=[]), False),
@@ -378,10 +389,20 @@ def test_preferences_schema_and_parse_preferences_agree_on_random_preferences() 
     assert min(outcomes.values()) > 300, outcomes
 
 
+def _deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("notification_event", event(send_at="2024-02-30T09:30:00Z")),
+        # Nesting depth: JSON Schema can only say it by spelling out every level.
+        ("notification_event", event(title=_ABSENT, body=_ABSENT, template="t", data=_deep(65))),
+        ("user_preferences", {"user_id": "u", "theme": _deep(65)}),
         ("user_preferences", {"user_id": "u", "timezone": "Mars/Base"}),
         ("user_preferences", {"user_id": "u", "quiet_hours": {"start": "22:00", "end": "22:00"}}),
         ("user_preferences", {"user_id": "u", "addresses": {"webhook_url": "https://h:99999/"}}),

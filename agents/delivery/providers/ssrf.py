@@ -6,7 +6,10 @@ make the worker POST to its broker, a cloud metadata service or an admin port.
 Two checks, both needed:
 
 * :func:`vet_url` refuses non-HTTP schemes and IP-literal hosts that are not public.
-  aiohttp never calls the resolver for IP literals, so they must be checked here.
+  aiohttp never calls the resolver for IP literals, so they must be checked here, in
+  every spelling ``inet_aton`` reads (``127.2``, ``2130706434``, ``0177.0.0.2``; see
+  :mod:`agents.delivery.providers.ip_literals`), and the URL goes on with the canonical
+  spelling, so the client connects to exactly the address that was checked.
 * :class:`GuardedResolver` is the resolver of the webhook session's connector: it
   resolves a host name and refuses the whole answer if any address is not public. The
   connection is then made to exactly the addresses it vetted, so a DNS answer that
@@ -22,7 +25,7 @@ import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -33,6 +36,7 @@ from agents.delivery.providers.base import (
     PermanentDeliveryError,
     RefusedDestinationError,
 )
+from agents.delivery.providers.ip_literals import parse_ip
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -40,6 +44,8 @@ IPNetwork = IPv4Network | IPv6Network
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 # RFC 6052 well-known NAT64 prefix: a gateway would forward these to the embedded IPv4.
 _NAT64 = IPv6Network("64:ff9b::/96")
+# RFC 4291's deprecated IPv4-compatible addresses (::a.b.c.d); :: and ::1 are not such.
+_IPV4_COMPATIBLE = IPv6Network("::/96")
 _HOSTNAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 
 
@@ -73,6 +79,10 @@ class Allowlist:
                 continue
             except ValueError:
                 pass
+            if (ip := parse_ip(entry)) is not None:
+                # "127.1" is an address, not a host name, however it is spelled.
+                networks.append(ip_network(ip))
+                continue
             host = _normalize_host(entry)
             if not _HOSTNAME.fullmatch(host):
                 raise ValueError(f"{entry!r} is neither a host name, an IP address nor a CIDR")
@@ -101,7 +111,7 @@ def _embedded_ipv4(ip: IPAddress) -> IPv4Address | None:
         return None
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if ip in _NAT64:
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
         return IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour
 
@@ -128,7 +138,10 @@ def refusal_reason(ip: IPAddress) -> str | None:
 
 def vet_address(host: str, address: str, allowlist: Allowlist) -> None:
     """Raise :class:`RefusedDestinationError` unless ``address`` (of ``host``) may be used."""
-    ip = ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id ("fe80::1%eth0")
+    ip = parse_ip(address)
+    if ip is None:
+        # A resolver answers with addresses; anything else is not something to connect to.
+        raise RefusedDestinationError(f"webhook refused: {address!r} is not an IP address")
     if allowlist.allows_host(host) or allowlist.allows_address(ip):
         return
     reason = refusal_reason(ip)
@@ -138,14 +151,6 @@ def vet_address(host: str, address: str, allowlist: Allowlist) -> None:
             f"webhook refused: {shown} {reason} address {ip}; "
             "list it in CLARION_WEBHOOK_ALLOWED_HOSTS to allow it"
         )
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
 
 
 def vet_url(url: str | URL, allowlist: Allowlist) -> URL:
@@ -167,7 +172,8 @@ def vet_url(url: str | URL, allowlist: Allowlist) -> URL:
     host = parsed.host
     if not host:
         raise InvalidAddressError(address, "webhook URL has no host")
-    if not _is_ip_literal(host):
+    ip = parse_ip(host)
+    if ip is None:
         if not _HOSTNAME.fullmatch(_normalize_host(parsed.raw_host or host)):
             raise InvalidAddressError(address, f"webhook URL host {host!r} is not a host name")
         return parsed
@@ -175,7 +181,9 @@ def vet_url(url: str | URL, allowlist: Allowlist) -> URL:
         vet_address(host, host, allowlist)
     except RefusedDestinationError as exc:
         raise PermanentDeliveryError(str(exc)) from exc
-    return parsed
+    if "%" in host:
+        return parsed  # keeps the zone id a link-local address needs, once allowed
+    return parsed.with_host(str(ip))
 
 
 class GuardedResolver(AbstractResolver):

@@ -420,6 +420,61 @@ class TestOnOneWorker:
             assert 0 <= epoch(failed["at"]) - epoch(letter["failed_at"]) < 1
             assert letter["address"] == address_of(prefs, "webhook")
 
+    async def test_loopback_in_any_spelling_is_refused_without_a_request(
+        self, shared: Pipeline, sinks: DevSinks
+    ) -> None:
+        """127.0.0.2 as inet_aton reads it: the guard itself refuses, no connection is made."""
+        pipeline = shared
+        connections: list[object] = []
+
+        async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer.get_extra_info("peername"))
+            writer.close()
+
+        # A listener where the webhooks would land if the guard let them through.
+        listener = await asyncio.start_server(accept, "127.0.0.2", 0)
+        port = listener.sockets[0].getsockname()[1]
+        spellings = {"short": "127.2", "decimal": "2130706434", "octal": "0177.0.0.2"}
+        prefs = {}
+        for label, host in spellings.items():
+            prefs[label] = user_preferences(f"spelled-{label}", sinks)
+            prefs[label]["addresses"]["webhook_url"] = f"http://{host}:{port}/hook"
+        try:
+            await add_users(pipeline, *prefs.values())
+            await send_events(
+                pipeline,
+                *(
+                    event(f"ev-{p['user_id']}", p["user_id"], channels=["webhook"])
+                    for p in prefs.values()
+                ),
+            )
+            nids = [
+                notification_id(
+                    p["user_id"], f"ev-{p['user_id']}", "webhook", address_of(p, "webhook")
+                )
+                for p in prefs.values()
+            ]
+            async with open_reader(pipeline) as reader:
+                await reader.wait_for(
+                    lambda _: all(
+                        {"failed", "retrying"} & set(names(reader, pipeline, nid)) for nid in nids
+                    ),
+                    what="every webhook to a spelled-out loopback address ended",
+                )
+                await reader.catch_up()
+                for nid in nids:
+                    assert names(reader, pipeline, nid) == ["queued", "sending", "failed"]
+                    reason = history(reader, pipeline, nid)[-1]["reason"]
+                    assert "loopback address 127.0.0.2" in reason, reason
+                    assert "CLARION_WEBHOOK_ALLOWED_HOSTS" in reason
+                    assert records_of(reader, pipeline.topics.retry, nid) == []
+                    [letter] = records_of(reader, pipeline.topics.dlq, nid)
+                    assert letter["attempts"] == 1
+        finally:
+            listener.close()
+            await listener.wait_closed()
+        assert connections == []
+
     async def test_transient_failures_dead_letter_after_max_attempts_and_replay_delivers(
         self, shared: Pipeline, sinks: DevSinks
     ) -> None:

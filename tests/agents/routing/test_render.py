@@ -180,6 +180,48 @@ def test_unsafe_template_names_are_refused(renderer: TemplateRenderer, name: str
         renderer.render(event(template=name), "email", None)
 
 
+def test_over_long_names_are_refused_before_the_file_system(renderer: TemplateRenderer) -> None:
+    # Past 255 bytes the file system answers OSError(36), which is not "no such template".
+    with pytest.raises(TemplateError, match="at most 128 characters"):
+        renderer.render(event(template="t" * 300), "email", None)
+    with pytest.raises(TemplateError, match=r"must not contain '\.\.'"):
+        renderer.render(event(template="a..b"), "email", None)
+
+
+def test_an_over_long_locale_falls_back_instead_of_failing(
+    renderer: TemplateRenderer, builtin_dir: Path
+) -> None:
+    write(builtin_dir, "welcome/default.txt.j2", tagged("default"))
+
+    assert renderer.render(event(), "email", "en" + "-abcdefgh" * 40).body == "default"
+
+
+def test_a_user_template_cannot_link_to_a_script_from_event_data(
+    renderer: TemplateRenderer, user_dir: Path
+) -> None:
+    write(user_dir, "promo/email.txt.j2", "{% block body %}{{ url }}{% endblock %}")
+    write(
+        user_dir,
+        "promo/email.html.j2",
+        '{% block body %}<a href="{{ url }}" class="cta">Open</a>'
+        "<img src='{{ url }}'>{% endblock %}",
+    )
+
+    hostile = renderer.render(
+        event(template="promo", data={"url": "javascript:alert(1)"}), "email", None
+    )
+    assert hostile.html == '<a class="cta">Open</a><img>'
+    # The text part is not a link anywhere; it keeps what was sent.
+    assert hostile.body == "javascript:alert(1)"
+    fine = renderer.render(
+        event(template="promo", data={"url": "https://e.example/"}), "email", None
+    )
+    assert (
+        fine.html
+        == '<a href="https://e.example/" class="cta">Open</a><img src=\'https://e.example/\'>'
+    )
+
+
 @pytest.mark.parametrize("locale", ["../../etc", "en/..", "..", "en-", "fr.txt"])
 def test_unsafe_locales_never_reach_the_file_system(
     renderer: TemplateRenderer, builtin_dir: Path, locale: str

@@ -182,6 +182,38 @@ async def test_one_invalid_event_rejects_the_whole_batch_and_publishes_nothing(
         assert all(r.value != b"42" for r in reader.on(topics.events))
 
 
+def deep_event_json(event_id: str, levels: int) -> bytes:
+    """An event whose ``data`` nests ``levels`` deep, written by hand: orjson stops at 254."""
+    head = orjson.dumps(event(event_id, "ivy", template="welcome", title=None, body=None))
+    return head[:-1] + b', "data": ' + b'{"k": ' * (levels - 1) + b"{}" + b"}" * levels
+
+
+async def test_deep_data_and_far_send_at_are_per_event_reasons_not_server_errors(
+    keyed: Deployment, http: aiohttp.ClientSession
+) -> None:
+    ok = orjson.dumps(event("deep-ok", "ivy"))
+    far = orjson.dumps(event("deep-far", "ivy", send_at="9999-12-31T23:59:59Z"))
+    batch = b"[" + b",".join([ok, deep_event_json("deep-300", 300), far]) + b"]"
+    reply = await post(http, keyed.url(), batch)
+    assert reply.status == 400, reply.body
+    assert reply.body["error"] == "invalid events"
+    assert reply.body["detail"] == [
+        {
+            "index": 1,
+            "event_id": "deep-300",
+            "reason": "field 'data' nests 300 levels deep; at most 64 are allowed",
+        },
+        {"index": 2, "event_id": "deep-far", "reason": reply.body["detail"][1]["reason"]},
+    ]
+    assert reply.body["detail"][1]["reason"].startswith(
+        "field 'send_at' (9999-12-31T23:59:59Z) is more than 365 days ahead"
+    )
+    # One event alone (shallower, to stay within this worker's CLARION_MAX_EVENT_BYTES).
+    reply = await post(http, keyed.url(), deep_event_json("deep-single", 260))
+    assert reply.status == 400, reply.body
+    assert reply.body["detail"][0]["reason"].startswith("field 'data' nests 260 levels")
+
+
 @pytest.mark.parametrize(
     ("key", "status", "detail", "challenge"),
     [
