@@ -149,11 +149,10 @@ async def test_an_event_whose_output_is_over_the_record_limit_is_rejected_with_t
         assert [d["event_ids"] for d in deliveries(reader, pipeline)] == [["small"]]
 
 
-def deep(levels: int) -> dict[str, object]:
-    value: dict[str, object] = {"leaf": True}
-    for _ in range(levels):
-        value = {"d": value}
-    return value
+def with_deep_data(value: dict[str, object], levels: int) -> bytes:
+    """The event with ``data`` nested ``levels`` deep: valid JSON orjson cannot write."""
+    encoded = orjson.dumps({**value, "data": None})
+    return encoded.replace(b'"data":null', b'"data":' + b'{"d":' * levels + b"{}" + b"}" * levels)
 
 
 async def test_a_worker_fed_every_poison_record_at_once_keeps_routing_good_events(
@@ -169,7 +168,7 @@ async def test_a_worker_fed_every_poison_record_at_once_keeps_routing_good_event
     bad_events: list[tuple[bytes, bytes]] = [
         (b"ann", CONTROL_BYTES),
         (b"ann", RANDOM_BYTES),
-        (b"ann", orjson.dumps(event("deep", "ann", data=deep(300)))),
+        (b"ann", with_deep_data(event("deep", "ann"), 300)),
         (b"ann", orjson.dumps(event("tpl", "ann", template="t" * 300, title=None, body=None))),
         (b"ann", orjson.dumps(event("far", "ann", send_at="9999-12-31T00:00:00Z"))),
         (b"\xff\xfe", orjson.dumps(event("key", "ann"))),
