@@ -53,10 +53,15 @@ def one_line(text: str) -> str:
     return _LINE_BREAKS.sub(" ", text)
 
 
+def has_control_character(text: str) -> bool:
+    """Whether ``text`` has a C0 control character (CR and LF among them) or DEL."""
+    return _CONTROL.search(text) is not None
+
+
 def structured_header(name: str, value: str) -> str:
     """``name: value`` for a value the caller built or validated (a date, a Message-ID, an
     addr-spec); a control character in it is a bug upstream, not something to encode."""
-    if _CONTROL.search(value):
+    if has_control_character(value):
         raise ValueError(f"{name} header value {value!r} contains a control character")
     return f"{name}: {value}{CRLF}"
 

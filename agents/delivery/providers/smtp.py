@@ -33,6 +33,7 @@ from agents.delivery.providers.config import SmtpConfig
 from agents.delivery.providers.mime import (
     boundary_for,
     email_message,
+    has_control_character,
     one_line,
     structured_header,
     unstructured_header,
@@ -58,6 +59,8 @@ def _looks_like_address(address: str) -> bool:
         bool(local and at and domain)
         and parsed == address.strip()
         and len(parsed.encode("utf-8")) <= _MAX_ADDRESS_OCTETS
+        # parseaddr lets them through; no relay accepts them, and no header may carry them.
+        and not has_control_character(parsed)
     )
 
 

@@ -76,7 +76,10 @@ async def test_line_breaks_in_subject_cannot_inject_headers(
     assert mail.message["Subject"] == "Hi Bcc: eve@example.com"
 
 
-@pytest.mark.parametrize("address", ["alice", "alice@", "@example.com", "a@b.c, eve@d.e", ""])
+@pytest.mark.parametrize(
+    "address",
+    ["alice", "alice@", "@example.com", "a@b.c, eve@d.e", "", "a\x00@b.c", '"a\x1b"@b.c'],
+)
 async def test_malformed_address_is_refused_without_connecting(
     address: str, delivery: Delivery
 ) -> None:
