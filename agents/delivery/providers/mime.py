@@ -7,9 +7,10 @@ late in the route bench. The shape never varies, so it is written directly here.
 output guarantees (``tests/agents/delivery/providers/test_mime.py`` parses it under
 ``email.policy.strict``):
 
-* Every line ends in CRLF, is at most 78 octets in the headers and 76 in the bodies, and is
-  7-bit ASCII, except a header value the caller passes with non-ASCII on purpose (an
-  SMTPUTF8 address).
+* Every line ends in CRLF and is 7-bit ASCII, except a header value the caller passes with
+  non-ASCII on purpose (an SMTPUTF8 address). Body lines are at most 76 characters, folded
+  header lines at most 78; a structured value (an address, a Message-ID) cannot be folded
+  and is as long as the caller made it (SmtpProvider caps addresses at 254 octets).
 * Data reaches a header only through :func:`unstructured_header`, which writes text that
   is not plain printable ASCII as RFC 2047 encoded-words (UTF-8, base64), or through
   :func:`structured_header`, which refuses control characters: CR and LF from data never
