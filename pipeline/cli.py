@@ -54,13 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     kafka = commands.add_parser("kafka", help="the local Apache Kafka broker")
     kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
 
-    bench = commands.add_parser("bench", help="benchmarks against a fresh local broker")
-    bench.add_argument("scenario", choices=["route", "digest", "delivery"])
+    bench = commands.add_parser(
+        "bench", help="benchmarks against a fresh local broker (mime: no broker)"
+    )
+    bench.add_argument("scenario", choices=["route", "digest", "delivery", "mime"])
     bench.add_argument(
         "--events",
         type=int,
         default=None,
-        help="events (route, digest: 200,000) or deliveries (delivery: 20,000)",
+        help="events (route, digest: 200,000), deliveries (delivery: 20,000)"
+        " or email messages per round (mime: 2,000)",
     )
     bench.add_argument("--users", type=int, default=10_000)
     bench.add_argument(
@@ -202,6 +205,26 @@ def _validate(value: Any, settings: Settings, *, preferences: bool) -> object:
     return parse_event(raw, max_bytes=settings.max_event_bytes, horizon=horizon)
 
 
+def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
+    events = args.events or 200_000
+    if args.scenario == "mime":
+        from bench.mime import run_mime_bench  # noqa: PLC0415
+
+        run_mime_bench(messages=args.events or 2_000, rounds=5)
+    elif args.scenario == "delivery":
+        from bench.delivery import run_delivery_bench  # noqa: PLC0415
+
+        run_delivery_bench(settings, deliveries=args.events or 20_000, rate=args.rate or None)
+    elif args.scenario == "digest":
+        from bench.digest import run_digest_bench  # noqa: PLC0415
+
+        run_digest_bench(settings, events=events, users=args.users, windows=args.windows)
+    else:
+        from bench.route import run_route_bench  # noqa: PLC0415
+
+        run_route_bench(settings, events=events, users=args.users)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -229,21 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "dlq":
             return asyncio.run(_command_dlq(settings, args))
         elif args.command == "bench":
-            events = args.events or 200_000
-            if args.scenario == "delivery":
-                from bench.delivery import run_delivery_bench  # noqa: PLC0415
-
-                run_delivery_bench(
-                    settings, deliveries=args.events or 20_000, rate=args.rate or None
-                )
-            elif args.scenario == "digest":
-                from bench.digest import run_digest_bench  # noqa: PLC0415
-
-                run_digest_bench(settings, events=events, users=args.users, windows=args.windows)
-            else:
-                from bench.route import run_route_bench  # noqa: PLC0415
-
-                run_route_bench(settings, events=events, users=args.users)
+            _command_bench(settings, args)
     except LocalKafkaError as exc:
         print(f"local Kafka: {exc}", file=sys.stderr)
         return 1

@@ -83,9 +83,12 @@ class ReceivedMail:
     received_at: float
 
     def part(self, subtype: str) -> str | None:
-        """The text of the ``text/<subtype>`` body part, if any."""
+        """The text of the ``text/<subtype>`` body part, if any, with LF line breaks.
+
+        A base64 part carries MIME's CRLF line breaks inside its encoding, where reading
+        the wire's CRLF as LF does not reach them; a quoted-printable part does not."""
         body = self.message.get_body(preferencelist=(subtype,))
-        return None if body is None else str(body.get_content())
+        return None if body is None else str(body.get_content()).replace("\r\n", "\n")
 
     def to_json(self) -> dict[str, Any]:
         return {

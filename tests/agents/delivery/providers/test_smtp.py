@@ -76,7 +76,10 @@ async def test_line_breaks_in_subject_cannot_inject_headers(
     assert mail.message["Subject"] == "Hi Bcc: eve@example.com"
 
 
-@pytest.mark.parametrize("address", ["alice", "alice@", "@example.com", "a@b.c, eve@d.e", ""])
+@pytest.mark.parametrize(
+    "address",
+    ["alice", "alice@", "@example.com", "a@b.c, eve@d.e", "", "a\x00@b.c", '"a\x1b"@b.c'],
+)
 async def test_malformed_address_is_refused_without_connecting(
     address: str, delivery: Delivery
 ) -> None:
@@ -234,3 +237,37 @@ async def test_a_failed_message_does_not_leave_its_session_in_the_pool(
     assert mail.message["X-Clarion-Notification-Id"] == "ntf_ok"
     assert smtp_sink.sessions_opened == 2
     await provider.close()
+
+
+async def test_non_ascii_subject_and_dot_lines_reach_the_relay_intact(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    body = ".\n.leading dot\n..two\nend"
+    html = "<p>Ça coûte 42 € 🎉</p>\n.\n"
+    await provider_for(smtp_sink).send(
+        delivery(subject="Ça coûte 42 € 🎉 日本語", body=body, html=html)
+    )
+
+    [mail] = await smtp_sink.messages.wait_for(1)
+    assert mail.message["Subject"] == "Ça coûte 42 € 🎉 日本語"
+    # The sink reads CRLF as LF; SMTP dot-stuffing was undone by the relay.
+    assert mail.part("plain") == body + "\n"
+    assert mail.part("html") == html
+    assert mail.raw.isascii()
+
+
+async def test_a_non_ascii_recipient_is_sent_with_smtputf8(
+    smtp_sink: SmtpSink, delivery: Delivery
+) -> None:
+    await provider_for(smtp_sink).send(delivery(address="jörg@exämple.de"))
+
+    [mail] = await smtp_sink.messages.wait_for(1)
+    assert mail.rcpt_tos == ("jörg@exämple.de",)
+    assert "To: jörg@exämple.de\r\n".encode() in mail.raw
+
+
+async def test_an_address_longer_than_an_smtp_path_is_refused(delivery: Delivery) -> None:
+    provider = SmtpProvider(SmtpConfig(host="127.0.0.1", port=1, timeout=TEST_TIMEOUT))
+    address = "a" * 64 + "@" + "b" * 200 + ".example"
+    with pytest.raises(InvalidAddressError):
+        await provider.send(delivery(address=address))
