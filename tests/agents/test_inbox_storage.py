@@ -12,9 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from tests.agents.conftest import Pipeline
+from pipeline.kafka.admin import TopicSpec, ensure_topics
+from pipeline.kafka.partitioner import partition_for_key
+from tests.agents.conftest import PARTITIONS, Pipeline
 from tests.helpers.kafka import produce_json
 from tests.helpers.pipeline_io import event, preferences, wait_for_preferences
 from tests.pipeline.web.test_views import IN_APP_ONLY, getter, poll
@@ -70,7 +74,7 @@ async def test_an_inbox_of_large_items_keeps_every_record_small(pipeline: Pipeli
         assert newest_large.startswith(f"{LARGE_EVENTS - 1:03d}")
         assert len(newest_large) == BODY_BYTES
 
-        changelog = f"{pipeline.prefix.rstrip('.')}-inbox-changelog"
+        changelog = inbox_changelog(pipeline)
         async with pipeline.reader(changelog) as reader:
             await reader.wait_for(bool, what="inbox changelog records")
             records = await reader.catch_up()
@@ -83,6 +87,83 @@ async def test_an_inbox_of_large_items_keeps_every_record_small(pipeline: Pipeli
         await poll(outline(getter(session, replacement, path)), complete, what="the recovery")
         _, recovered = await getter(session, replacement, path)()
         assert recovered == inbox
+
+
+async def test_an_inbox_stored_before_rows_is_served_then_moved_into_rows(
+    pipeline: Pipeline,
+) -> None:
+    user = "veteran"
+    changelog = inbox_changelog(pipeline)
+    # What the table's changelog held before: the user's whole inbox under Faust's JSON key.
+    await ensure_topics(
+        pipeline.bootstrap,
+        [TopicSpec(name=changelog, partitions=PARTITIONS, config={"cleanup.policy": "compact"})],
+    )
+    old_items = [
+        old_item("ntf_old2", seq=2, read_at=None),
+        old_item("ntf_old1", seq=1, read_at="t"),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            changelog,
+            orjson.dumps({"next_seq": 3, "items": old_items}),
+            key=orjson.dumps(user),
+            partition=partition_for_key(user.encode(), PARTITIONS),
+        )
+    finally:
+        await producer.stop()
+    worker = await asyncio.to_thread(pipeline.worker().start)
+    path = f"/users/{user}/inbox"
+    async with aiohttp.ClientSession() as session:
+        served = await poll(
+            getter(session, worker, path),
+            lambda status, body: status == 200 and len(body["items"]) == 2,
+            what="the inbox of before rows",
+        )
+        assert served["items"] == [{k: v for k, v in i.items() if k != "seq"} for i in old_items]
+        assert served["unread"] == 1
+
+        await produce_json(
+            pipeline.bootstrap,
+            pipeline.topics.preferences,
+            [preferences(user, channels=IN_APP_ONLY)],
+        )
+        await asyncio.to_thread(wait_for_preferences, pipeline, user)
+        await produce_json(pipeline.bootstrap, pipeline.topics.events, [event("new", user)])
+        moved = await poll(
+            getter(session, worker, path),
+            lambda status, body: status == 200 and len(body["items"]) == 3,
+            what="the new item on top of the old ones",
+        )
+    assert [i["event_ids"] for i in moved["items"]] == [["new"], ["e-ntf_old2"], ["e-ntf_old1"]]
+    assert moved["unread"] == 2
+    async with pipeline.reader(changelog) as reader:
+        await reader.wait_for(
+            lambda records: any(r.key == orjson.dumps(user) and r.value is None for r in records),
+            what="the tombstone of the old value",
+        )
+
+
+def old_item(notification_id: str, *, seq: int, read_at: str | None) -> dict[str, Any]:
+    return {
+        "notification_id": notification_id,
+        "subject": "Hello",
+        "body": f"body of {notification_id}",
+        "category": "social",
+        "priority": "normal",
+        "created_at": "2025-01-01T00:00:00.000Z",
+        "delivered_at": "2025-01-01T00:00:01.000Z",
+        "read_at": read_at,
+        "event_ids": [f"e-{notification_id}"],
+        "seq": seq,
+    }
+
+
+def inbox_changelog(pipeline: Pipeline) -> str:
+    # Faust names it after the app id, which the test workers derive from the prefix.
+    return f"{pipeline.prefix.rstrip('.')}-inbox-changelog"
 
 
 Fetch = Callable[[], Awaitable[tuple[int, Any]]]
