@@ -11,8 +11,8 @@ items arrive on top and when old ones drop off the bottom.
 
 The "feed" functions at the end are the generic part of a small list kept as one value
 (bounded, newest first, unique by ``notification_id``, paged by seq): tables.status_history
-builds its per-user index on them, and the inbox read its values of before the upgrade to
-rows with them.
+builds its per-user index on them, and tables.inbox_rows reads with them the whole-inbox
+values that earlier versions stored.
 """
 
 from __future__ import annotations
