@@ -1,7 +1,7 @@
 """The in-app channel: deliveries stored in each user's inbox, read marks, and a live feed.
 
-* ``clarion.deliver.in_app`` → the inbox table (newest first, bounded, idempotent on the
-  notification id) and status ``sent``;
+* ``clarion.deliver.in_app`` → the inbox table (one row per item, see tables.inbox_rows:
+  newest first, bounded, idempotent on the notification id) and status ``sent``;
 * ``clarion.inbox.commands`` (user-keyed): ``{"user_id", "command": "mark_read",
   "notification_ids": [...] | null, "at"}`` published by the web API, so that read marks
   change the table through Kafka like every other write;
@@ -21,7 +21,9 @@ import orjson
 from agents.delivery.register import publish, unprocessable
 from agents.records_out import utc_iso
 from pipeline.metrics import SENT
-from tables.inbox import StoredInboxItem, add_item, item_from_delivery, mark_read
+from tables.inbox import StoredInboxItem, item_from_delivery
+from tables.inbox_rows import UserInbox
+from tables.rows import TableRows
 
 if TYPE_CHECKING:
     from pipeline.app import Clarion
@@ -95,13 +97,11 @@ def register_inbox(clarion: Clarion) -> None:
                 now = clarion.clock()
                 at = utc_iso(now)
                 user_id = delivery["user_id"]
-                before = inbox.get(user_id)
-                after = add_item(
-                    before, item_from_delivery(delivery, delivered_at=at), max_items=max_items
-                )
-                if after is not before:
-                    inbox[user_id] = after
-                    feed.publish(user_id, after["items"][0])
+                user_inbox = UserInbox(TableRows(inbox, message.partition), user_id)
+                item = item_from_delivery(delivery, delivered_at=at)
+                stored = user_inbox.add(item, max_items=max_items)
+                if stored is not None:
+                    feed.publish(user_id, stored)
                 records = [
                     clarion.writer.status(
                         notification_id=delivery["notification_id"],
@@ -125,7 +125,7 @@ def register_inbox(clarion: Clarion) -> None:
         async for event in stream.events():
             message = event.message
             try:
-                _apply_command(inbox, orjson.loads(message.value))
+                _apply_command(TableRows(inbox, message.partition), orjson.loads(message.value))
             except Exception as exc:
                 logger.exception("inbox command %d@%d refused", message.partition, message.offset)
                 await publish(app, [unprocessable(clarion, message, exc)])
@@ -135,14 +135,11 @@ def register_inbox(clarion: Clarion) -> None:
         feed.close_all()
 
 
-def _apply_command(inbox: Any, command: dict[str, Any]) -> None:
+def _apply_command(rows: TableRows, command: dict[str, Any]) -> None:
     if command.get("command") != MARK_READ:
         raise ValueError(f"unknown inbox command {command.get('command')!r}")
-    user_id = command["user_id"]
-    before = inbox.get(user_id)
-    after = mark_read(before, command.get("notification_ids"), at=command["at"])
-    if after is not before:
-        inbox[user_id] = after
+    user_inbox = UserInbox(rows, command["user_id"])
+    user_inbox.mark_read(command.get("notification_ids"), at=command["at"])
 
 
 def mark_read_command(user_id: str, notification_ids: list[str] | None, at: str) -> bytes:

@@ -204,11 +204,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         extra_topic_configs=changelog_config(settings.dedupe_window),
         help="Event ids and dedupe keys seen within the dedupe window.",
     )
+    # Raw keys and values: rows of tables.inbox_rows, read by prefix from the local store.
     inbox_table = app.Table(
         "inbox",
-        key_type=str,
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.partitions,
-        help="Each user's in-app notifications, newest first, with read marks.",
+        help="Each user's in-app notifications, one row per item, and their read marks.",
     )
     status_table = app.Table(
         "status",

@@ -28,12 +28,17 @@ from pipeline.kafka.partitioner import partition_for_key
 from pipeline.web.owners import Owners
 from pipeline.web.responses import error_response, json_response
 from pipeline.web.views import Authorize
+from tables.inbox_rows import UserInbox
+from tables.rows import TableRows
 
 if TYPE_CHECKING:
     from pipeline.app import Clarion
 
 _KEEPALIVE_SECONDS = 15.0
 _MAX_IDS = 1000
+# Stored items are read and sent this many at a time: items can be large (64 KiB bodies),
+# and a catching-up client need not have the whole inbox in memory at once.
+_CATCH_UP_CHUNK = 10
 
 
 def register_inbox_live(clarion: Clarion, owners: Owners, authorize: Authorize) -> None:
@@ -88,7 +93,8 @@ def register_inbox_live(clarion: Clarion, owners: Owners, authorize: Authorize) 
             location = request.url.with_scheme(owner.scheme).with_host(owner.host or "")
             raise aiohttp_web.HTTPTemporaryRedirect(location=str(location.with_port(owner.port)))
         last_seen = _last_event_id(request)
-        return await _serve(request, inbox, feed, user_id, last_seen)
+        user_inbox = UserInbox(TableRows(inbox, partition), user_id)
+        return await _serve(request, user_inbox, feed, last_seen)
 
 
 def _last_event_id(request: Any) -> int:
@@ -100,7 +106,7 @@ def _last_event_id(request: Any) -> int:
 
 
 async def _serve(
-    request: Any, inbox: Any, feed: InboxFeed, user_id: str, last_seen: int
+    request: Any, inbox: UserInbox, feed: InboxFeed, last_seen: int
 ) -> aiohttp_web.StreamResponse:
     response = aiohttp_web.StreamResponse(
         headers={
@@ -111,11 +117,13 @@ async def _serve(
     )
     await response.prepare(request)
     # Subscribe before reading the table, so nothing falls between the two.
-    subscription = feed.subscribe(user_id)
+    subscription = feed.subscribe(inbox.user_id)
     try:
-        stored = (inbox.get(user_id) or {"items": []})["items"]
-        for item in sorted(stored, key=lambda i: i["seq"]):
-            if item["seq"] > last_seen:
+        # Until caught up, or the partition moved away (the feed then ends every stream).
+        while not subscription.overflowed.is_set() and (
+            stored := inbox.after(last_seen, _CATCH_UP_CHUNK)
+        ):
+            for item in stored:
                 await response.write(_event(item))
                 last_seen = item["seq"]
         overflow = asyncio.ensure_future(subscription.overflowed.wait())

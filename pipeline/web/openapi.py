@@ -696,7 +696,9 @@ def _paths(max_event_bytes: int, max_body: int) -> dict[str, Any]:
                 summary="A user's in-app inbox",
                 description=(
                     "In-app notifications, latest delivered first, and the unread count. "
-                    "The inbox keeps the latest 200 items."
+                    "The inbox keeps the latest `CLARION_INBOX_SIZE` items (200 by default). "
+                    "An item's body is cut at 64 KiB and its subject at 1 KiB (both then end "
+                    "with `…`); it lists at most 100 `event_ids`."
                 ),
                 schema="InboxPage",
                 parameters=["UserId", "Limit", "Cursor"],

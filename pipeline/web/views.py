@@ -21,7 +21,9 @@ import orjson
 from agents.dispatch import iso_from_millis
 from pipeline.web.owners import FORWARDED, Owners
 from pipeline.web.responses import error_response, json_response
-from tables.inbox import InvalidCursorError, page, unread_count
+from tables.inbox import InvalidCursorError
+from tables.inbox_rows import UserInbox
+from tables.rows import TableRows
 from tables.status_history import current_status
 from tables.timers import DIGEST, item_prefix, user_prefix
 from tables.user_notifications import user_notifications_prefix
@@ -129,20 +131,15 @@ class _Views:
         cursor = _encode_cursor(last_key, prefix) if last_key is not None else None
         return json_response(web, {"user_id": user_id, "items": rows, "next_cursor": cursor})
 
-    async def inbox(self, web: Any, request: Any, user_id: str, _partition: int) -> Any:
-        inbox = self.clarion.inbox_table.get(user_id)
+    async def inbox(self, web: Any, request: Any, user_id: str, partition: int) -> Any:
+        inbox = UserInbox(TableRows(self.clarion.inbox_table, partition), user_id)
         try:
-            items, cursor = page(inbox, _limit(request), request.query.get("cursor"))
+            items, cursor = inbox.page(_limit(request), request.query.get("cursor"))
         except InvalidCursorError as exc:
             raise BadRequestError(str(exc)) from None
         return json_response(
             web,
-            {
-                "user_id": user_id,
-                "unread": unread_count(inbox),
-                "items": items,
-                "next_cursor": cursor,
-            },
+            {"user_id": user_id, "unread": inbox.unread(), "items": items, "next_cursor": cursor},
         )
 
     async def pending_digests(self, web: Any, _request: Any, user_id: str, partition: int) -> Any:
