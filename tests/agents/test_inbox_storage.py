@@ -20,8 +20,8 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.partitioner import partition_for_key
 from tests.agents.conftest import PARTITIONS, Pipeline
 from tests.helpers.kafka import produce_json
-from tests.helpers.pipeline_io import event, preferences, wait_for_preferences
-from tests.pipeline.web.test_views import IN_APP_ONLY, getter, poll
+from tests.helpers.pipeline_io import IN_APP_ONLY, event, preferences, wait_for_preferences
+from tests.helpers.web import getter, poll
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from tests.agents.conftest import Pipeline
 
 
+IN_APP_ONLY = {"email": False, "sms": False, "push": False, "in_app": True, "webhook": False}
+
+
 def preferences(user_id: str, **overrides: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
         "user_id": user_id,

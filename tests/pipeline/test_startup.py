@@ -8,13 +8,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.helpers.deployment import Pipeline
 from tests.helpers.kafka import produce_json
-from tests.helpers.pipeline_io import all_topics, deliveries, event, preferences
+from tests.helpers.pipeline_io import IN_APP_ONLY, all_topics, deliveries, event, preferences
 from tests.helpers.web import getter, poll, wait_ready
 
 pytestmark = pytest.mark.integration
 
 USERS = [f"fresh-{n}" for n in range(24)]
-IN_APP_ONLY = {"email": False, "sms": False, "push": False, "in_app": True, "webhook": False}
 
 
 async def broker_topics(bootstrap: str) -> dict[str, int]:

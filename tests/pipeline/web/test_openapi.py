@@ -42,7 +42,7 @@ from pipeline.web.openapi import OPENAPI_PATH, openapi_document
 from schemas.json_schema import load_schema
 from tests.helpers.deployment import Pipeline
 from tests.helpers.kafka import produce_json
-from tests.helpers.pipeline_io import event, preferences
+from tests.helpers.pipeline_io import IN_APP_ONLY, event, preferences
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 # GET /events only answers 405 (use POST): a route, but no operation worth documenting.
@@ -188,7 +188,6 @@ def test_every_route_of_the_worker_is_documented(tmp_path: Path) -> None:
 API_KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 USERS = ("ada", "grace")
-IN_APP_ONLY = {"email": False, "sms": False, "push": False, "in_app": True, "webhook": False}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

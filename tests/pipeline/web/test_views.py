@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -12,41 +11,13 @@ import pytest
 
 from tests.helpers.deployment import Pipeline
 from tests.helpers.kafka import produce_json
-from tests.helpers.pipeline_io import event, preferences
+from tests.helpers.pipeline_io import IN_APP_ONLY, event, preferences
+from tests.helpers.web import getter, poll, wait_ready
 from tests.helpers.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 USERS = [f"user-{n}" for n in range(8)]
-IN_APP_ONLY = {"email": False, "sms": False, "push": False, "in_app": True, "webhook": False}
-
-
-async def poll(
-    fetch: Callable[[], Awaitable[tuple[int, Any]]],
-    ready: Callable[[int, Any], bool],
-    *,
-    what: str,
-    deadline_s: float = 60.0,
-) -> Any:
-    """Ask again until the answer is what we wait for; fail with the last answer."""
-    deadline = time.monotonic() + deadline_s
-    status, body = await fetch()
-    while not ready(status, body):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last answer {status}: {body}")
-        await asyncio.sleep(0.2)  # polling interval of the deadline loop
-        status, body = await fetch()
-    return body
-
-
-def getter(
-    session: aiohttp.ClientSession, worker: WorkerProcess, path: str
-) -> Callable[[], Awaitable[tuple[int, Any]]]:
-    async def fetch() -> tuple[int, Any]:
-        async with session.get(f"http://127.0.0.1:{worker.web_port}{path}") as reply:
-            return reply.status, await reply.json(content_type=None)
-
-    return fetch
 
 
 async def two_ready_workers(
@@ -54,11 +25,7 @@ async def two_ready_workers(
 ) -> list[WorkerProcess]:
     workers = [pipeline.worker().start(), pipeline.worker().start()]
     for worker in workers:
-        await poll(
-            getter(session, worker, "/ready"),
-            lambda status, _: status == 200,
-            what=f"worker on {worker.web_port} ready",
-        )
+        await wait_ready(session, worker)
     return workers
 
 
