@@ -74,7 +74,7 @@ async def test_an_inbox_of_large_items_keeps_every_record_small(pipeline: Pipeli
         assert newest_large.startswith(f"{LARGE_EVENTS - 1:03d}")
         assert len(newest_large) == BODY_BYTES
 
-        changelog = inbox_changelog(pipeline)
+        changelog = pipeline.changelog("inbox")
         async with pipeline.reader(changelog) as reader:
             await reader.wait_for(bool, what="inbox changelog records")
             records = await reader.catch_up()
@@ -93,7 +93,7 @@ async def test_an_inbox_stored_before_rows_is_served_then_moved_into_rows(
     pipeline: Pipeline,
 ) -> None:
     user = "veteran"
-    changelog = inbox_changelog(pipeline)
+    changelog = pipeline.changelog("inbox")
     # What the table's changelog held before: the user's whole inbox under Faust's JSON key.
     await ensure_topics(
         pipeline.bootstrap,
@@ -159,11 +159,6 @@ def old_item(notification_id: str, *, seq: int, read_at: str | None) -> dict[str
         "event_ids": [f"e-{notification_id}"],
         "seq": seq,
     }
-
-
-def inbox_changelog(pipeline: Pipeline) -> str:
-    # Faust names it after the app id, which the test workers derive from the prefix.
-    return f"{pipeline.prefix.rstrip('.')}-inbox-changelog"
 
 
 Fetch = Callable[[], Awaitable[tuple[int, Any]]]

@@ -30,7 +30,7 @@ async def test_table_writes_right_after_ready_are_kept_and_every_topic_is_under_
     pipeline: Pipeline,
 ) -> None:
     worker = pipeline.worker().start()
-    app_id = pipeline.prefix.rstrip(".")
+    app_id = pipeline.app_id
     async with aiohttp.ClientSession() as session:
         await wait_ready(session, worker)
         # Table writes from the first moment on: the inbox and status tables.
@@ -75,8 +75,7 @@ async def test_table_writes_right_after_ready_are_kept_and_every_topic_is_under_
     assert not outside, f"topics outside {pipeline.prefix!r}: {outside}"
     changelogs = {name: n for name, n in mine.items() if name.endswith("-changelog")}
     assert set(changelogs) == {
-        f"{pipeline.prefix}{app_id}-{table}-changelog"
-        for table in ("preferences", "dedupe", "inbox", "status")
+        pipeline.changelog(table) for table in ("preferences", "dedupe", "inbox", "status")
     }
     assert set(changelogs.values()) == {pipeline.workers[0].partitions}
 
