@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict, TypeVar, cast
+from typing import Any, TypedDict
 
 import orjson
 
@@ -123,28 +123,7 @@ def checked_limit(limit: int) -> int:
     return min(limit, MAX_PAGE_SIZE)
 
 
-# --- The generic feed: newest first, unique by notification_id, bounded, paged by seq ---------
-
-_Feed = TypeVar("_Feed", bound=Mapping[str, Any])
-
-
-def feed_prepend(feed: _Feed, entry: Mapping[str, Any], *, max_entries: int) -> _Feed:
-    """``feed`` with ``entry`` on top under the next seq, unless its notification_id is there.
-
-    ``feed`` is a ``{"next_seq": int, "items": [...]}`` dict; the result has the same shape
-    and keeps any other key of ``feed``. ``feed`` itself is never mutated, and is returned
-    when nothing changes, so a caller can skip the write with ``if new is not old``.
-    """
-    if max_entries < 1:
-        raise ValueError(f"max_entries must be at least 1, not {max_entries!r}")
-    items: Sequence[Mapping[str, Any]] = feed["items"]
-    notification_id = entry["notification_id"]
-    if any(existing["notification_id"] == notification_id for existing in items):
-        return feed
-    seq: int = feed["next_seq"]
-    stored = {**entry, "seq": seq}
-    # Same shape as the argument, whichever TypedDict the caller gave.
-    return cast(_Feed, {**feed, "next_seq": seq + 1, "items": [stored, *items][:max_entries]})
+# --- A stored feed (the inbox before rows: {"next_seq", "items"}), paged by seq ---------------
 
 
 def feed_page(

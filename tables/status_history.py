@@ -1,4 +1,4 @@
-"""Status tables: each notification's history, and each user's notifications, newest first.
+"""The status table: each notification's history.
 
 Pure functions from one table value to the next, never mutating their argument (a Faust
 table only sees a change when its key is assigned). When nothing changes the argument itself
@@ -12,9 +12,8 @@ The history of a notification_id, from ``clarion.status``::
 The identifying fields are stored once rather than per entry: a digest's event_ids can be
 long, and they do not change between statuses.
 
-The user index, keyed by user_id, is a feed (see :mod:`tables.inbox`) of
-``{"notification_id", "at"}`` entries, newest first, for
-``GET /users/{user_id}/notifications?limit=&cursor=``.
+Each user's notification list, for ``GET /users/{user_id}/notifications``, is kept in the
+timers table instead (:mod:`tables.user_notifications`).
 """
 
 from __future__ import annotations
@@ -22,10 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from tables.inbox import feed_page, feed_prepend
-
 DEFAULT_MAX_ENTRIES = 50
-DEFAULT_MAX_USER_NOTIFICATIONS = 1000
 
 TERMINAL_STATUSES: frozenset[str] = frozenset(
     {
@@ -117,48 +113,3 @@ def _merged(known: list[str], more: list[str]) -> list[str]:
 
 
 # --- Per-user index ---------------------------------------------------------------------------
-
-
-class UserIndexEntry(TypedDict):
-    notification_id: str
-    at: str
-
-
-class StoredUserIndexEntry(UserIndexEntry):
-    seq: int
-
-
-class UserIndex(TypedDict):
-    next_seq: int
-    items: list[StoredUserIndexEntry]
-
-
-def empty_user_index() -> UserIndex:
-    return {"next_seq": 1, "items": []}
-
-
-def add_to_user_index(
-    index: UserIndex | None,
-    notification_id: str,
-    at: str,
-    *,
-    max_entries: int = DEFAULT_MAX_USER_NOTIFICATIONS,
-) -> UserIndex:
-    """``index`` with the notification on top, unless it is listed already.
-
-    ``at`` is when it was first seen, so the first status of a notification places it and
-    later ones (or replays) leave it where it is. Beyond ``max_entries`` the oldest go.
-    """
-    entry: UserIndexEntry = {"notification_id": notification_id, "at": at}
-    return feed_prepend(index or empty_user_index(), entry, max_entries=max_entries)
-
-
-def page_user_index(
-    index: UserIndex | None, limit: int, cursor: str | None = None
-) -> tuple[list[UserIndexEntry], str | None]:
-    """Up to ``limit`` of the user's notifications older than ``cursor``, newest first."""
-    entries, next_cursor = feed_page(index or empty_user_index(), limit, cursor)
-    public: list[UserIndexEntry] = [
-        {"notification_id": entry["notification_id"], "at": entry["at"]} for entry in entries
-    ]
-    return public, next_cursor

@@ -9,11 +9,9 @@ from schemas.records import STATUSES
 from tables.status_history import (
     TERMINAL_STATUSES,
     StatusHistory,
-    add_to_user_index,
     append_status,
     current_status,
     is_terminal,
-    page_user_index,
 )
 
 
@@ -114,30 +112,3 @@ def test_terminal_statuses() -> None:
     for status in ("accepted", "deferred", "digested", "queued", "sending", "retrying"):
         assert not is_terminal(status)
     assert not is_terminal(None)
-
-
-def test_user_index_is_newest_first_unique_and_paged() -> None:
-    index = None
-    for number in range(5):
-        index = add_to_user_index(index, f"n{number}", f"t{number}", max_entries=100)
-    assert index is not None
-    assert add_to_user_index(index, "n2", "t9", max_entries=100) is index
-    first, cursor = page_user_index(index, 3)
-    assert first == [
-        {"notification_id": "n4", "at": "t4"},
-        {"notification_id": "n3", "at": "t3"},
-        {"notification_id": "n2", "at": "t2"},
-    ]
-    index = add_to_user_index(index, "n5", "t5", max_entries=100)
-    rest, cursor = page_user_index(index, 3, cursor)
-    assert [entry["notification_id"] for entry in rest] == ["n1", "n0"]
-    assert cursor is None
-
-
-def test_user_index_is_bounded() -> None:
-    index = None
-    for number in range(5):
-        index = add_to_user_index(index, f"n{number}", "t", max_entries=2)
-    items, _ = page_user_index(index, 10)
-    assert [entry["notification_id"] for entry in items] == ["n4", "n3"]
-    assert page_user_index(None, 10) == ([], None)
