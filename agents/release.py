@@ -45,6 +45,9 @@ DIGEST_TEMPLATE = "digest"
 # that a user who had thousands of events in a window still gets a digest of bounded size.
 DIGEST_LISTED = 50
 DIGEST_LINE_CHARS = 300
+# At most this many events per digest record (its event_ids, the statuses and the status
+# history that repeat them): a window holding more closes as several digests.
+DIGEST_MAX_EVENTS = 500
 _RETRY_BROKEN_ROW_MS = 60_000
 _RELEASE_KINDS = {HELD: "held", DIGEST: "digest", RETRY: "retry"}
 
@@ -189,16 +192,18 @@ class Sweeper:
             for target in targets:
                 groups[target].append(event)
         for target, events in groups.items():
-            out.extend(
-                self._digest_delivery(
-                    partition=partition,
-                    header=header,
-                    target=target,
-                    events=events,
-                    preferences=preferences,
-                    now=now,
+            for part in range(0, len(events), DIGEST_MAX_EVENTS):
+                out.extend(
+                    self._digest_delivery(
+                        partition=partition,
+                        header=header,
+                        target=target,
+                        events=events[part : part + DIGEST_MAX_EVENTS],
+                        part=part // DIGEST_MAX_EVENTS,
+                        preferences=preferences,
+                        now=now,
+                    )
                 )
-            )
         return out
 
     def _digest_delivery(
@@ -208,12 +213,14 @@ class Sweeper:
         header: dict[str, Any],
         target: Target,
         events: list[NotificationEvent],
+        part: int,
         preferences: UserPreferences | None,
         now: datetime,
     ) -> list[OutRecord]:
         at = utc_iso(now)
         user_id = header["user_id"]
-        window = f"digest:{header['start']}"
+        # The first part keeps the id a digest has always had; later parts are numbered.
+        window = f"digest:{header['start']}" + (f":{part}" if part else "")
         digest_id = notification_id(user_id, window, target.channel, target.address)
         locale = preferences.locale if preferences else None
         lines = [self._summary(event, target.channel, locale) for event in events[:DIGEST_LISTED]]

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from agents.dispatch import Arrival, Dispatcher, millis
-from agents.release import DIGEST_LINE_CHARS, DIGEST_LISTED, Sweeper
+from agents.release import DIGEST_LINE_CHARS, DIGEST_LISTED, DIGEST_MAX_EVENTS, Sweeper
 from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
 from tables.timers import TimerTable
@@ -265,6 +265,26 @@ def test_a_digest_of_many_large_events_lists_the_first_ones_and_counts_the_rest(
     assert "... and 30 more." in digest["body"]
     assert len(digest["body"]) < DIGEST_LISTED * (DIGEST_LINE_CHARS + 50) + 500
     assert max(len(r.value or b"") for r in out) < 64 * 1024
+
+
+def test_a_window_of_more_events_than_one_digest_holds_closes_as_several(
+    dispatch: Dispatcher, table: TransactionalTable, sweeper: Sweeper, clock: Clock
+) -> None:
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    ids = [f"e{n}" for n in range(DIGEST_MAX_EVENTS * 2 + 1)]
+    for seq, event_id in enumerate(ids):
+        commit(
+            table, PARTITION, arrive(dispatch, table, event(event_id, priority="low"), start, seq)
+        )
+
+    clock.now = start + timedelta(hours=1)
+    out = sweeper.sweep(PARTITION)
+    parts = deliveries(out)
+    assert [len(d["event_ids"]) for d in parts] == [DIGEST_MAX_EVENTS, DIGEST_MAX_EVENTS, 1]
+    assert [i for d in parts for i in d["event_ids"]] == ids
+    assert len({d["notification_id"] for d in parts}) == 3
+    digested = [n for n, status in statuses(out) if status == "digested"]
+    assert sorted(digested) == sorted(ids)
 
 
 def test_a_digest_closing_in_quiet_hours_waits_for_them_to_end(
