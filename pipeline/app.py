@@ -39,6 +39,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     compacted = {"cleanup.policy": "compact"}
     configs = {
         names.preferences: compacted,
+        # Compacted like its source: a forwarded tombstone or update is never aged out
+        # before the preferences agent has read it.
+        names.preferences_repartition: compacted,
         names.timers: {
             **compacted,
             "delete.retention.ms": str(TIMERS_DELETE_RETENTION_S * 1000),
@@ -128,12 +131,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
     )
-    # Offsets of the events topic are committed by the outbox inside its transactions, never
-    # by Faust: acks=False keeps Faust's own commit from running ahead of that output.
+    # Offsets of the events topics are committed by the outbox inside its transactions, never
+    # by Faust: acks=False keeps Faust's own commit from running ahead of that output. Events
+    # found off their user's partition come back through the repartition topic (agents/ingest).
     events_topic = app.topic(
-        topics.events, key_serializer="raw", value_serializer="raw", acks=False
+        topics.events,
+        topics.events_repartition,
+        key_serializer="raw",
+        value_serializer="raw",
+        acks=False,
     )
-    preferences_topic = app.topic(topics.preferences, key_serializer="raw", value_serializer="raw")
+    preferences_topic = app.topic(
+        topics.preferences,
+        topics.preferences_repartition,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     preferences_table = app.Table(
         "preferences",
         key_type=str,

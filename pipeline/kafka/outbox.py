@@ -9,6 +9,11 @@ aborts the output and the events are processed again; a crash after it loses not
 repeats nothing. Transactional ids are per source partition, so a worker that takes over a
 partition fences the previous owner's unfinished transaction.
 
+A partition's transaction may carry the offsets of several source topics: the events topic
+and its repartition topic (see :mod:`agents.ingest`). Faust assigns partition *p* of every
+topic with the same partition count to the same worker, so one transactional id per *p*
+fences both, and a forward to the repartition topic commits with the offset it came from.
+
 Table changelogs are the exception: Faust's recovery waits for the offset of a changelog's
 last record, and a transactional changelog ends in a commit marker that is never delivered,
 so recovery would wait forever. Records for ``changelog_topics`` are therefore written
@@ -48,7 +53,8 @@ class OutboxCommitError(RuntimeError):
 class _Pending:
     records: list[OutRecord] = field(default_factory=list)
     changelog: list[OutRecord] = field(default_factory=list)
-    next_offset: int | None = None
+    # Per source topic: the offset after the last event whose output is pending.
+    next_offsets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -74,8 +80,18 @@ class TransactionalOutbox:
     _changelog_producer: AIOKafkaProducer | None = None
     _locks: dict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
-    def add(self, partition: int, offset: int, records: Iterable[OutRecord]) -> bool:
-        """Queue the output of the event at ``offset``; True when the partition should flush."""
+    def add(
+        self,
+        partition: int,
+        offset: int,
+        records: Iterable[OutRecord],
+        *,
+        topic: str | None = None,
+    ) -> bool:
+        """Queue the output of the event at ``offset`` of ``topic`` (default: the source topic).
+
+        True when the partition should flush.
+        """
         pending = self._pending[partition]
         changelog_topics = self.changelog_topics
         for record in records:
@@ -83,7 +99,7 @@ class TransactionalOutbox:
                 pending.changelog.append(record)
             else:
                 pending.records.append(record)
-        pending.next_offset = offset + 1
+        pending.next_offsets[topic or self.source_topic] = offset + 1
         return len(pending.records) >= self.max_pending
 
     def add_unsourced(self, partition: int, records: Iterable[OutRecord]) -> None:
@@ -92,9 +108,7 @@ class TransactionalOutbox:
 
     def pending_partitions(self) -> list[int]:
         return [
-            p
-            for p, pending in self._pending.items()
-            if pending.next_offset is not None or pending.records
+            p for p, pending in self._pending.items() if pending.next_offsets or pending.records
         ]
 
     async def flush_all(self) -> None:
@@ -104,7 +118,7 @@ class TransactionalOutbox:
     async def flush(self, partition: int) -> None:
         async with self._locks[partition]:
             pending = self._pending.pop(partition, None)
-            if pending is None or (pending.next_offset is None and not pending.records):
+            if pending is None or (not pending.next_offsets and not pending.records):
                 return
             for attempt in range(1, _COMMIT_ATTEMPTS + 1):
                 try:
@@ -147,9 +161,12 @@ class TransactionalOutbox:
                 written, (s for _, s in sent), strict=True
             ):
                 last_offsets[topic, destination] = metadata.offset + count - 1
-            if pending.next_offset is not None:
+            if pending.next_offsets:
                 await producer.send_offsets_to_transaction(
-                    {TopicPartition(self.source_topic, partition): pending.next_offset},
+                    {
+                        TopicPartition(topic, partition): offset
+                        for topic, offset in pending.next_offsets.items()
+                    },
                     self.group_id,
                 )
         if self.on_committed is not None:
