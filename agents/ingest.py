@@ -171,9 +171,10 @@ def register_ingest(clarion: Clarion) -> None:
         repartition_topic=clarion.topics.events_repartition,
         partitions=clarion.settings.partitions,
     )
+    events_topic = clarion.topics.events
     # The agent reads both; partition p of each is assigned together (co-partitioned), and
     # their offsets commit in p's transaction.
-    source_topics = frozenset({clarion.topics.events, clarion.topics.events_repartition})
+    source_topics = frozenset({events_topic, clarion.topics.events_repartition})
     event_in = clarion.metrics.event_in
     observe_processing = clarion.metrics.agent_timer("clarion.ingest")
 
@@ -196,7 +197,8 @@ def register_ingest(clarion: Clarion) -> None:
                 key=message.key,
                 value=message.value,
             )
-            event_in()
+            if source.topic == events_topic:
+                event_in()  # a forwarded event was counted where it was first read
             started = time.perf_counter()
             try:
                 records = router.process(source)
@@ -242,6 +244,13 @@ def register_ingest(clarion: Clarion) -> None:
                 swept = True
         if swept:
             await commit(outbox.flush_all())
+
+    _register_rebalance(clarion, source_topics)
+
+
+def _register_rebalance(clarion: Clarion, source_topics: frozenset[str]) -> None:
+    """Fence and recover what this worker is given; commit and let go what it gives up."""
+    app, outbox, timer_table = clarion.app, clarion.outbox, clarion.timer_table
 
     # mode's signal handler type (VarArg/NamedArg) has no spelling mypy accepts here.
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
