@@ -203,3 +203,46 @@ async def test_events_from_kcat_on_its_default_partitioner_meet_their_users_pref
     async with pipeline.reader(*all_topics(pipeline)) as reader:
         routed = await _wait_until_routed(reader, pipeline, {e["event_id"] for e in events})
         assert routed == Counter({(e["event_id"], "email"): 1 for e in events})
+
+
+EMAIL_AND_IN_APP = {"email": True, "sms": False, "push": False, "in_app": True, "webhook": False}
+
+
+async def test_sigkill_during_the_hop_loses_nothing_and_delivers_nothing_twice(
+    pipeline: Pipeline,
+) -> None:
+    worker = pipeline.worker(CLARION_COMMIT_BATCH="50").start()
+    users = [f"kill-{n}" for n in range(16)]
+    await produce_json(
+        pipeline.bootstrap,
+        pipeline.topics.preferences,
+        [preferences(user, channels=EMAIL_AND_IN_APP) for user in users],
+    )
+    for user in users:
+        wait_for_preferences(pipeline, user)
+    first = [event(f"a-{n}", users[n % len(users)]) for n in range(2_000)]
+    second = [event(f"b-{n}", users[n % len(users)]) for n in range(500)]
+
+    def messages(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+        return [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
+
+    channels = ("email", "in_app")
+    async with pipeline.reader(*(pipeline.topics.deliver(c) for c in channels)) as reader:
+        landed = await produce_with_librdkafka(
+            pipeline.bootstrap, pipeline.topics.events, messages(first)
+        )
+        assert misplaced([k for k, _ in messages(first)], landed, PARTITIONS) > len(first) // 2
+        # Killed with forwards and their routing in open transactions.
+        await reader.wait_for(lambda r: len(r) >= 300, what="some deliveries before the kill")
+        worker.kill()
+        await reader.catch_up()
+        assert len(reader.records) < 2 * len(first), "killed too late to prove anything"
+        await produce_with_librdkafka(pipeline.bootstrap, pipeline.topics.events, messages(second))
+        worker.start()
+        total = len(channels) * (len(first) + len(second))
+        await reader.wait_for(lambda r: len(r) >= total, deadline_s=180, what=f"{total} deliveries")
+        await reader.catch_up()
+        delivered = Counter((r.json()["event_ids"][0], r.json()["channel"]) for r in reader.records)
+        expected = {(e["event_id"], c) for e in first + second for c in channels}
+        assert set(delivered) == expected, f"missing: {sorted(expected - set(delivered))[:10]}"
+        assert max(delivered.values()) == 1, [k for k, v in delivered.items() if v > 1][:10]
