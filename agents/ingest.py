@@ -78,16 +78,17 @@ class EventRouter:
             )
             return self.reject(message, reason, at, event_id=event.event_id, user_id=event.user_id)
         via_repartition = message.topic == self.repartition_topic
-        if not via_repartition and self._misplaced(message.partition, keyed_by):
-            # Checked first, so an invalid event is reported where its producer put it.
+        if not via_repartition and self._misplaced(message):
+            # Validated above, so an invalid event is reported where its producer put it.
             return [self._forward(message)]
         return self._route(message, event, now, at, via_repartition=via_repartition)
 
-    def _misplaced(self, partition: int, user_id: str) -> bool:
-        return partition_for_key(user_id.encode(), self.partitions) != partition
+    def _misplaced(self, message: SourceMessage) -> bool:
+        assert message.key is not None  # checked by the caller: it names a user
+        return partition_for_key(message.key, self.partitions) != message.partition
 
     def _forward(self, message: SourceMessage) -> OutRecord:
-        assert message.key is not None  # checked by the caller: it names a user
+        assert message.key is not None
         return self.writer.forward(
             topic=self.repartition_topic,
             key=message.key,
