@@ -10,11 +10,14 @@ from the changelog, only ever hold a user in their own partition.
 
 Order: updates of a user that reach the table by one path keep the order of their source
 partition (a producer on one partitioner puts them all on one partition, and forwarding keeps
-their order). Updates reaching it by both paths, from producers on different partitioners, are
-applied in the order they arrive, and the forwarded ones arrive one hop late: a correctly
-placed update published just after a misplaced one can be overwritten by it. Forwarding is
-at least once (acknowledged by the broker before the source record is): a forward repeated
-after a crash applies the same value again.
+their order: each forward is acknowledged before the next record is read, so there is never
+more than one in flight to be reordered by a retry). Updates reaching it by both paths, from
+producers on different partitioners, are applied in the order they arrive, and the forwarded
+ones arrive one hop late: a correctly placed update published just after a misplaced one can
+be overwritten by it. Forwarding is at least once (acknowledged by the broker before the
+source record is): a forward repeated after a crash applies the same value again. Misplaced
+records a worker of an earlier version already wrote to the wrong partition's table stay
+there, unused by routing: publishing the user's preferences again puts them where they belong.
 """
 
 from __future__ import annotations
