@@ -3,13 +3,21 @@
 :class:`EventRouter` is the whole decision for one Kafka message and does no I/O of its
 own: it reads the tables it is given and returns the records to publish. The Faust agent
 around it (:func:`register_ingest`) hands those records to the transactional outbox.
+
+A valid event found on another partition than murmur2 of its key (a producer on another
+partitioner, such as librdkafka's default) would not find its user's preferences, dedupe
+entries or timers, which live in the murmur2 partition. It is forwarded instead, unchanged,
+to that partition of the events repartition topic, in the transaction that commits its
+offset; the same agent reads the repartition topic and routes what it finds there like any
+event, its offsets committed in the transaction of the partition they are on. Only misplaced
+events pay that extra hop.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +26,7 @@ from faust.types import TP
 
 from agents.dispatch import Arrival, Dispatcher, millis
 from agents.records_out import OutputWriter, utc_iso
+from agents.rejections import SourceMessage, rejection
 from agents.routing.render import TemplateError
 from pipeline.kafka.outbox import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -25,23 +34,23 @@ from pipeline.kafka.outbox import (
     OutRecord,
     record_size,
 )
+from pipeline.kafka.partitioner import partition_for_key
 from schemas.hold_horizon import DEFAULT_MAX_HOLD
+from schemas.message_keys import user_id_of_key
+from schemas.records import NotificationEvent
 from schemas.validation import HoldHorizon, Invalid, parse_event
-from tables.dedupe import DedupeLedger, prune_expired
+from tables.dedupe import REPARTITIONED, DedupeLedger, Source, prune_expired
 
 if TYPE_CHECKING:
     from pipeline.app import Clarion
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["EventRouter", "SourceMessage", "register_ingest"]
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SourceMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+# Digest items are ordered (and keyed) by arrival time and sequence: the offset. Offsets of the
+# repartition topic are moved out of the events topic's range so the two never collide.
+_REPARTITIONED_SEQUENCE = 1 << 62
 
 
 @dataclass(kw_only=True, slots=True)
@@ -52,6 +61,9 @@ class EventRouter:
     dedupe_changelog: str
     max_event_bytes: int
     clock: Callable[[], datetime]
+    # Where events found off their key's murmur2 partition (of ``partitions``) are forwarded.
+    repartition_topic: str
+    partitions: int
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_hold: float = DEFAULT_MAX_HOLD
 
@@ -66,14 +78,52 @@ class EventRouter:
         if isinstance(parsed, Invalid):
             return self.reject(message, parsed.reason, at, event_id=None, user_id=None)
         event = parsed
-        if message.key != event.user_id.encode():
+        keyed_by = user_id_of_key(message.key)
+        if isinstance(keyed_by, Invalid):
+            return self.reject(
+                message, keyed_by.reason, at, event_id=event.event_id, user_id=event.user_id
+            )
+        if keyed_by != event.user_id:
             reason = (
                 f"message key {message.key!r} does not match user_id {event.user_id!r}; "
                 "events must be keyed by user_id"
             )
             return self.reject(message, reason, at, event_id=event.event_id, user_id=event.user_id)
+        via_repartition = message.topic == self.repartition_topic
+        if not via_repartition and self._misplaced(message):
+            # Validated above, so an invalid event is reported where its producer put it.
+            return [self._forward(message)]
+        return self._route(message, event, now, at, via_repartition=via_repartition)
 
-        source = (message.partition, message.offset)
+    def _misplaced(self, message: SourceMessage) -> bool:
+        assert message.key is not None  # checked by the caller: it names a user
+        return partition_for_key(message.key, self.partitions) != message.partition
+
+    def _forward(self, message: SourceMessage) -> OutRecord:
+        assert message.key is not None
+        return self.writer.forward(
+            topic=self.repartition_topic,
+            key=message.key,
+            value=message.value,
+            from_topic=message.topic,
+        )
+
+    def _route(
+        self,
+        message: SourceMessage,
+        event: NotificationEvent,
+        now: datetime,
+        at: str,
+        *,
+        via_repartition: bool,
+    ) -> list[OutRecord]:
+        # Dedupe entries say which topic their offset is on (see tables/dedupe.py).
+        source: Source = (
+            (message.partition, message.offset, REPARTITIONED)
+            if via_repartition
+            else (message.partition, message.offset)
+        )
+        sequence = message.offset + (_REPARTITIONED_SEQUENCE if via_repartition else 0)
         duplicate = self.ledger.check(
             user_id=event.user_id,
             event_id=event.event_id,
@@ -84,9 +134,7 @@ class EventRouter:
         if duplicate is not None:
             return [self.dispatcher.event_status(event, "duplicate", at, duplicate.reason)]
 
-        arrival = Arrival(
-            partition=message.partition, sequence=message.offset, arrived_ms=millis(now)
-        )
+        arrival = Arrival(partition=message.partition, sequence=sequence, arrived_ms=millis(now))
         try:
             routed = self.dispatcher.dispatch(event, arrival, now)
         except TemplateError as exc:
@@ -125,25 +173,7 @@ class EventRouter:
         event_id: str | None,
         user_id: str | None,
     ) -> list[OutRecord]:
-        invalid = self.writer.invalid(
-            raw=message.value,
-            key=message.key,
-            error=reason,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            at=at,
-        )
-        status = self.writer.status(
-            notification_id=event_id
-            or f"invalid:{message.topic}:{message.partition}:{message.offset}",
-            status="rejected",
-            at=at,
-            event_ids=[event_id] if event_id else [],
-            user_id=user_id,
-            reason=reason,
-        )
-        return [invalid, status]
+        return rejection(self.writer, message, reason, at, event_id=event_id, user_id=user_id)
 
 
 def register_ingest(clarion: Clarion) -> None:
@@ -161,8 +191,13 @@ def register_ingest(clarion: Clarion) -> None:
         max_record_bytes=clarion.settings.max_record_bytes,
         clock=clarion.clock,
         max_hold=clarion.settings.max_hold,
+        repartition_topic=clarion.topics.events_repartition,
+        partitions=clarion.settings.partitions,
     )
-    events_topic = clarion.events_topic.get_topic_name()
+    events_topic = clarion.topics.events
+    # The agent reads both; partition p of each is assigned together (co-partitioned), and
+    # their offsets commit in p's transaction.
+    source_topics = frozenset({events_topic, clarion.topics.events_repartition})
     event_in = clarion.metrics.event_in
     observe_processing = clarion.metrics.agent_timer("clarion.ingest")
 
@@ -179,20 +214,21 @@ def register_ingest(clarion: Clarion) -> None:
         async for event in stream.events():
             message = event.message
             source = SourceMessage(
-                topic=events_topic,
+                topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,
                 key=message.key,
                 value=message.value,
             )
-            event_in()
+            if source.topic == events_topic:
+                event_in()  # a forwarded event was counted where it was first read
             started = time.perf_counter()
             try:
                 records = router.process(source)
             except Exception as exc:
                 # A bug must not ack the event silently: park it on the invalid topic instead.
                 logger.exception(
-                    "routing failed for %s[%d]@%d", events_topic, source.partition, source.offset
+                    "routing failed for %s[%d]@%d", source.topic, source.partition, source.offset
                 )
                 records = router.reject(
                     source,
@@ -202,7 +238,7 @@ def register_ingest(clarion: Clarion) -> None:
                     user_id=None,
                 )
             observe_processing(time.perf_counter() - started)
-            if outbox.add(source.partition, source.offset, records):
+            if outbox.add(source.partition, source.offset, records, topic=source.topic):
                 await commit(outbox.flush(source.partition))
 
     window = clarion.settings.dedupe_window
@@ -232,12 +268,19 @@ def register_ingest(clarion: Clarion) -> None:
         if swept:
             await commit(outbox.flush_all())
 
+    _register_rebalance(clarion, source_topics)
+
+
+def _register_rebalance(clarion: Clarion, source_topics: frozenset[str]) -> None:
+    """Fence and recover what this worker is given; commit and let go what it gives up."""
+    app, outbox, timer_table = clarion.app, clarion.outbox, clarion.timer_table
+
     # mode's signal handler type (VarArg/NamedArg) has no spelling mypy accepts here.
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def claim_assigned(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
         # Faust reads the committed offsets right after this signal, so fencing here means
         # it never starts from an offset a dead worker's transaction is about to change.
-        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic]
+        assigned = _partitions_of(app.consumer.assignment(), source_topics)
         await outbox.claim(assigned)
         # Fenced first, so the timers changelog cannot change under the recovery.
         await timer_table.recover(assigned)
@@ -245,6 +288,10 @@ def register_ingest(clarion: Clarion) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def release_revoked(_sender: Any, *args: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
         revoked: set[TP] = args[0]
-        partitions = [tp.partition for tp in revoked if tp.topic == events_topic]
+        partitions = _partitions_of(revoked, source_topics)
         await outbox.release(partitions)
         timer_table.release(partitions)
+
+
+def _partitions_of(assignment: Iterable[TP], topics: frozenset[str]) -> list[int]:
+    return sorted({tp.partition for tp in assignment if tp.topic in topics})

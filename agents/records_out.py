@@ -125,6 +125,12 @@ class OutputWriter:
         # Same key, same partition as the original, so the two are easy to line up.
         return OutRecord(self.topics.invalid, partition, key, orjson.dumps(record.asdict()))
 
+    def forward(self, *, topic: str, key: bytes, value: bytes | None, from_topic: str) -> OutRecord:
+        """A record read off its user's partition, sent on to that partition of ``topic``."""
+        if self.metrics is not None:
+            self.metrics.repartitioned(from_topic)
+        return OutRecord(topic, partition_for_key(key, self.partitions), key, value)
+
     def table_change(
         self, changelog_topic: str, partition: int, key: str, value: object
     ) -> OutRecord:

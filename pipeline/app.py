@@ -40,6 +40,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     compacted = {"cleanup.policy": "compact"}
     configs = {
         names.preferences: compacted,
+        # Compacted like its source: a forwarded tombstone or update is never aged out
+        # before the preferences agent has read it.
+        names.preferences_repartition: compacted,
         names.timers: {
             **compacted,
             "delete.retention.ms": str(TIMERS_DELETE_RETENTION_S * 1000),
@@ -127,18 +130,21 @@ def _oversized_to_invalid(
 ) -> OversizedHandler:
     """An output the broker would refuse becomes a (bounded) invalid record saying so."""
 
-    def replace(record: OutRecord, partition: int, offset: int | None) -> list[OutRecord]:
+    def replace(
+        record: OutRecord, partition: int, source: tuple[str, int] | None
+    ) -> list[OutRecord]:
         reason = (
             f"output for {record.topic}[{record.partition}] was {record_size(record)} bytes, "
             f"over the {limit}-byte record limit (CLARION_MAX_RECORD_BYTES); not written"
         )
+        # Where it came from: the record at that offset, or the partition's timers firing.
+        topic, offset = source if source is not None else (topics.timers, None)
         return [
             writer.invalid(
                 raw=record.value,
                 key=record.key,
                 error=reason,
-                # Where it came from: the event at that offset, or the timers of the partition.
-                topic=topics.events if offset is not None else topics.timers,
+                topic=topic,
                 partition=partition,
                 offset=offset,
                 at=utc_iso(clock()),
@@ -184,12 +190,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     )
     # Before any view is added: Clarion's web server serves Clarion's routes only.
     app.web = ClarionWeb(app)
-    # Offsets of the events topic are committed by the outbox inside its transactions, never
-    # by Faust: acks=False keeps Faust's own commit from running ahead of that output.
+    # Offsets of the events topics are committed by the outbox inside its transactions, never
+    # by Faust: acks=False keeps Faust's own commit from running ahead of that output. Events
+    # found off their user's partition come back through the repartition topic (agents/ingest).
     events_topic = app.topic(
-        topics.events, key_serializer="raw", value_serializer="raw", acks=False
+        topics.events,
+        topics.events_repartition,
+        key_serializer="raw",
+        value_serializer="raw",
+        acks=False,
     )
-    preferences_topic = app.topic(topics.preferences, key_serializer="raw", value_serializer="raw")
+    preferences_topic = app.topic(
+        topics.preferences,
+        topics.preferences_repartition,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     preferences_table = app.Table(
         "preferences",
         key_type=str,

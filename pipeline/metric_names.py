@@ -44,6 +44,9 @@ DELIVERY_LATENCY = "clarion_delivery_latency_seconds"
 AGENT_PROCESSING = "clarion_agent_processing_seconds"
 # gauge, labels topic and partition: records of a partition this worker has not processed.
 CONSUMER_LAG = "clarion_consumer_lag_records"
+# counter, label topic (the events or preferences topic): records found on another partition
+# than murmur2 of their key, forwarded to their user's partition through a repartition topic.
+REPARTITIONED = "clarion_repartitioned_total"
 
 EXPORTED_METRICS: frozenset[str] = frozenset(
     {
@@ -61,5 +64,6 @@ EXPORTED_METRICS: frozenset[str] = frozenset(
         DELIVERY_LATENCY,
         AGENT_PROCESSING,
         CONSUMER_LAG,
+        REPARTITIONED,
     }
 )

@@ -244,6 +244,7 @@ class Metrics:
         self._dead_letters: dict[str, int] = {}
         self._dlq_records: int | None = None
         self._lag: tuple[tuple[str, int, int], ...] = ()
+        self._repartitioned: dict[str, int] = {}
         self._latency = _HistogramFamily(
             names.DELIVERY_LATENCY,
             "Time from an event's created_at until its provider accepted the delivery.",
@@ -346,6 +347,13 @@ class Metrics:
                 lambda: [((topic, str(partition)), lag) for topic, partition, lag in self._lag],
                 gauge=True,
             ),
+            _Family(
+                names.REPARTITIONED,
+                "Records found off their key's murmur2 partition (a producer on another "
+                "partitioner), forwarded to their user's partition.",
+                ["topic"],
+                lambda: [((topic,), count) for topic, count in self._repartitioned.items()],
+            ),
         ]
 
     def _event_samples(self) -> Samples:
@@ -376,6 +384,10 @@ class Metrics:
         if status == "suppressed":
             key = (suppression_kind(reason), channel)
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+    def repartitioned(self, topic: str) -> None:
+        """A record of ``topic`` (events or preferences: bounded) was forwarded to its user."""
+        self._repartitioned[topic] = self._repartitioned.get(topic, 0) + 1
 
     # --- timers --------------------------------------------------------------------------------
 

@@ -20,6 +20,16 @@ class TopicNames:
         return f"{self.prefix}preferences"
 
     @property
+    def events_repartition(self) -> str:
+        """Events that arrived on another partition than their user's, forwarded to it."""
+        return f"{self.prefix}events.repartition"
+
+    @property
+    def preferences_repartition(self) -> str:
+        """Preferences that arrived on another partition than their user's, forwarded to it."""
+        return f"{self.prefix}preferences.repartition"
+
+    @property
     def invalid(self) -> str:
         return f"{self.prefix}invalid"
 
@@ -55,6 +65,8 @@ class TopicNames:
         return [
             self.events,
             self.preferences,
+            self.events_repartition,
+            self.preferences_repartition,
             self.timers,
             self.inbox_commands,
             self.retry,

@@ -2,7 +2,11 @@
 
 Entries are ``[first_seen, partition, offset]`` under ``user␟e␟event_id`` and
 ``user␟k␟dedupe_key``. The partition and offset let a replay of the very same message after
-a crash (whose output transaction was aborted) be told apart from a true duplicate.
+a crash (whose output transaction was aborted) be told apart from a true duplicate. An event
+that came through the repartition topic is remembered as ``[first_seen, partition, offset,
+"repartition"]``: its offset counts in another topic, and must not be taken for the event at
+the same offset of the events topic (entries written before there was a repartition topic
+have three fields and still mean the events topic).
 
 The ledger writes the local store only; the entries :meth:`DedupeLedger.record` returns go
 to the table's changelog in one batch per commit, because Faust's one changelog message per
@@ -20,6 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 _SEP = "\x1f"
+
+# Where the event that created an entry was read: (partition, offset) on the events topic,
+# (partition, offset, REPARTITIONED) on the repartition topic.
+Source = tuple[int, int] | tuple[int, int, str]
+REPARTITIONED = "repartition"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +53,7 @@ class DedupeLedger:
         user_id: str,
         event_id: str,
         dedupe_key: str | None,
-        source: tuple[int, int],
+        source: Source,
         now: float,
     ) -> Duplicate | None:
         """A reason when the event repeats one seen within the window, else None."""
@@ -52,8 +61,8 @@ class DedupeLedger:
             entry = self.table.get(key)
             if entry is None:
                 continue
-            first_seen, partition, offset = entry
-            if now - first_seen < self.window and (partition, offset) != source:
+            first_seen, *where = entry
+            if now - first_seen < self.window and tuple(where) != source:
                 seen = datetime.fromtimestamp(first_seen, UTC).isoformat(timespec="seconds")
                 return Duplicate(f"{label} was already accepted for this user at {seen}")
         return None
@@ -64,7 +73,7 @@ class DedupeLedger:
         user_id: str,
         event_id: str,
         dedupe_key: str | None,
-        source: tuple[int, int],
+        source: Source,
         now: float,
     ) -> list[tuple[str, list[Any]]]:
         """Remember the event; return the entries written, for the changelog."""
@@ -72,7 +81,7 @@ class DedupeLedger:
         for key, _ in _keys(user_id, event_id, dedupe_key):
             entry = self.table.get(key)
             # A replay of the same message keeps its first entry: one changelog write, not two.
-            if entry is None or (entry[1], entry[2]) != source:
+            if entry is None or tuple(entry[1:]) != source:
                 value = [now, *source]
                 self.table[key] = value
                 written.append((key, value))

@@ -9,6 +9,11 @@ aborts the output and the events are processed again; a crash after it loses not
 repeats nothing. Transactional ids are per source partition, so a worker that takes over a
 partition fences the previous owner's unfinished transaction.
 
+A partition's transaction may carry the offsets of several source topics: the events topic
+and its repartition topic (see :mod:`agents.ingest`). Faust assigns partition *p* of every
+topic with the same partition count to the same worker, so one transactional id per *p*
+fences both, and a forward to the repartition topic commits with the offset it came from.
+
 Table changelogs are the exception: Faust's recovery waits for the offset of a changelog's
 last record, and a transactional changelog ends in a commit marker that is never delivered,
 so recovery would wait forever. Records for ``changelog_topics`` are therefore written
@@ -52,16 +57,18 @@ def record_size(record: OutRecord) -> int:
     return len(record.key or b"") + len(record.value or b"")
 
 
-# Told a record over ``max_record_bytes`` with the source partition and offset (None for output
-# no consumed record caused); returns what to write instead, which must itself be small.
-OversizedHandler = Callable[[OutRecord, int, int | None], list[OutRecord]]
+# Told a record over ``max_record_bytes`` with the partition and the (topic, offset) of the record
+# it came from (None for output no consumed record caused); returns what to write instead,
+# which must itself be small.
+OversizedHandler = Callable[[OutRecord, int, tuple[str, int] | None], list[OutRecord]]
 
 
 @dataclass(slots=True)
 class _Pending:
     records: list[OutRecord] = field(default_factory=list)
     changelog: list[OutRecord] = field(default_factory=list)
-    next_offset: int | None = None
+    # Per source topic: the offset after the last event whose output is pending.
+    next_offsets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -92,16 +99,27 @@ class TransactionalOutbox:
     _changelog_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _locks: dict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
-    def add(self, partition: int, offset: int, records: Iterable[OutRecord]) -> bool:
-        """Queue the output of the event at ``offset``; True when the partition should flush."""
+    def add(
+        self,
+        partition: int,
+        offset: int,
+        records: Iterable[OutRecord],
+        *,
+        topic: str | None = None,
+    ) -> bool:
+        """Queue the output of the event at ``offset`` of ``topic`` (default: the source topic).
+
+        True when the partition should flush.
+        """
         pending = self._pending[partition]
         changelog_topics = self.changelog_topics
-        for record in self._bounded(records, partition, offset):
+        source = (topic or self.source_topic, offset)
+        for record in self._bounded(records, partition, source):
             if record.topic in changelog_topics:
                 pending.changelog.append(record)
             else:
                 pending.records.append(record)
-        pending.next_offset = offset + 1
+        pending.next_offsets[source[0]] = offset + 1
         return len(pending.records) >= self.max_pending
 
     def add_unsourced(self, partition: int, records: Iterable[OutRecord]) -> None:
@@ -109,7 +127,7 @@ class TransactionalOutbox:
         self._pending[partition].records.extend(self._bounded(records, partition, None))
 
     def _bounded(
-        self, records: Iterable[OutRecord], partition: int, offset: int | None
+        self, records: Iterable[OutRecord], partition: int, source: tuple[str, int] | None
     ) -> Iterator[OutRecord]:
         limit = self.max_record_bytes
         for record in records:
@@ -124,13 +142,11 @@ class TransactionalOutbox:
                 limit,
             )
             if self.on_oversized is not None:
-                yield from self.on_oversized(record, partition, offset)
+                yield from self.on_oversized(record, partition, source)
 
     def pending_partitions(self) -> list[int]:
         return [
-            p
-            for p, pending in self._pending.items()
-            if pending.next_offset is not None or pending.records
+            p for p, pending in self._pending.items() if pending.next_offsets or pending.records
         ]
 
     async def flush_all(self) -> None:
@@ -140,7 +156,7 @@ class TransactionalOutbox:
     async def flush(self, partition: int) -> None:
         async with self._locks[partition]:
             pending = self._pending.pop(partition, None)
-            if pending is None or (pending.next_offset is None and not pending.records):
+            if pending is None or (not pending.next_offsets and not pending.records):
                 return
             for attempt in range(1, _COMMIT_ATTEMPTS + 1):
                 try:
@@ -183,9 +199,12 @@ class TransactionalOutbox:
                 written, (s for _, s in sent), strict=True
             ):
                 last_offsets[topic, destination] = metadata.offset + count - 1
-            if pending.next_offset is not None:
+            if pending.next_offsets:
                 await producer.send_offsets_to_transaction(
-                    {TopicPartition(self.source_topic, partition): pending.next_offset},
+                    {
+                        TopicPartition(topic, partition): offset
+                        for topic, offset in pending.next_offsets.items()
+                    },
                     self.group_id,
                 )
         if self.on_committed is not None:

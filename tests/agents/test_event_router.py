@@ -11,11 +11,15 @@ import pytest
 
 from agents.ingest import EventRouter, SourceMessage
 from agents.records_out import OutputWriter
+from pipeline.kafka.outbox import OutRecord
+from pipeline.kafka.partitioner import partition_for_key
 from schemas.records import Delivery, StatusChange, UserPreferences
 from tables.dedupe import DedupeLedger
 from tests.helpers.timers import TOPICS, dispatcher, local_timer_table
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+# Where murmur2 puts ann among 8 partitions: her events are read there, not forwarded.
+ANN = partition_for_key(b"ann", 8)
 
 
 @pytest.fixture
@@ -48,12 +52,14 @@ def router(
         dedupe_changelog="c-dedupe-changelog",
         max_event_bytes=4096,
         clock=lambda: NOW,
+        repartition_topic=TOPICS.events_repartition,
+        partitions=8,
     )
 
 
 def message(value: Any, *, key: bytes | None = b"ann", offset: int = 0) -> SourceMessage:
     raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
-    return SourceMessage(topic=TOPICS.events, partition=3, offset=offset, key=key, value=raw)
+    return SourceMessage(topic=TOPICS.events, partition=ANN, offset=offset, key=key, value=raw)
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def test_routed_event_gives_accepted_then_a_delivery_and_queued_per_target(
     statuses = [v for t, v in decoded(out) if t == "c.status"]
     assert all(set(s) == set(StatusChange._options.fields) for s in statuses)
     # Deliveries stay in the partition of the event they came from.
-    assert {r.partition for r in out if r.topic.startswith("c.deliver.")} == {3}
+    assert {r.partition for r in out if r.topic.startswith("c.deliver.")} == {ANN}
     assert [v["status"] for t, v in decoded(out) if t == "c.status"] == ["accepted"] + [
         "queued"
     ] * 4
@@ -106,9 +112,9 @@ def test_invalid_event_goes_to_the_invalid_topic_with_the_reason_and_is_rejected
     invalid, status = out[0][1], out[1][1]
     assert invalid["raw"] == "{oops"
     assert "not JSON" in invalid["error"]
-    assert (invalid["topic"], invalid["partition"], invalid["offset"]) == ("c.events", 3, 7)
+    assert (invalid["topic"], invalid["partition"], invalid["offset"]) == ("c.events", ANN, 7)
     assert status["status"] == "rejected"
-    assert status["notification_id"] == "invalid:c.events:3:7"
+    assert status["notification_id"] == f"invalid:c.events:{ANN}:7"
 
 
 def test_binary_garbage_is_kept_as_base64(router: EventRouter) -> None:
@@ -133,10 +139,10 @@ def test_dedupe_entries_go_to_the_changelog_in_the_events_partition(router: Even
     out = router.process(message(event(dedupe_key="k"), offset=4))
     changes = [r for r in out if r.topic == "c-dedupe-changelog"]
     assert [(r.partition, orjson.loads(r.key)) for r in changes] == [
-        (3, "ann\x1fe\x1fe1"),
-        (3, "ann\x1fk\x1fk"),
+        (ANN, "ann\x1fe\x1fe1"),
+        (ANN, "ann\x1fk\x1fk"),
     ]
-    assert [orjson.loads(r.value)[1:] for r in changes] == [[3, 4], [3, 4]]
+    assert [orjson.loads(r.value)[1:] for r in changes] == [[ANN, 4], [ANN, 4]]
 
 
 def test_all_channels_opted_out_is_suppressed_with_the_reasons(router: EventRouter) -> None:
@@ -154,3 +160,56 @@ def test_unknown_template_is_rejected_and_not_remembered(
     # The producer fixes the event and sends it again under the same id: it goes through.
     fixed = decoded(router.process(message(event(), offset=2)))
     assert fixed[0][1]["status"] == "accepted"
+
+
+def test_an_event_off_its_users_partition_is_forwarded_unchanged(router: EventRouter) -> None:
+    raw = orjson.dumps(event())
+    misplaced = SourceMessage(
+        topic=TOPICS.events, partition=(ANN + 1) % 8, offset=5, key=b"ann", value=raw
+    )
+    assert router.process(misplaced) == [OutRecord(TOPICS.events_repartition, ANN, b"ann", raw)]
+
+
+def test_an_invalid_event_off_its_users_partition_is_rejected_where_it_was_found(
+    router: EventRouter,
+) -> None:
+    misplaced = SourceMessage(
+        topic=TOPICS.events, partition=(ANN + 1) % 8, offset=5, key=b"ann", value=b"{"
+    )
+    invalid, _ = decoded(router.process(misplaced))
+    assert invalid[0] == "c.invalid"
+    assert (invalid[1]["topic"], invalid[1]["partition"]) == ("c.events", (ANN + 1) % 8)
+
+
+def test_the_same_offset_on_the_repartition_topic_is_another_event(router: EventRouter) -> None:
+    router.process(message(event(), offset=0))
+    forwarded = SourceMessage(
+        topic=TOPICS.events_repartition,
+        partition=ANN,
+        offset=0,
+        key=b"ann",
+        value=orjson.dumps(event()),
+    )
+    out = decoded(router.process(forwarded))
+    assert [(t, v["status"]) for t, v in out] == [("c.status", "duplicate")]
+
+
+def test_a_replayed_record_of_the_repartition_topic_is_not_a_duplicate(
+    router: EventRouter,
+) -> None:
+    forwarded = SourceMessage(
+        topic=TOPICS.events_repartition,
+        partition=ANN,
+        offset=9,
+        key=b"ann",
+        value=orjson.dumps(event()),
+    )
+    router.process(forwarded)
+    # The same record again, as after an aborted transaction: routed again, not a duplicate.
+    again = decoded(router.process(forwarded))
+    assert again[0][1]["status"] == "accepted"
+
+
+def test_a_key_that_is_not_utf8_is_rejected_with_that_reason(router: EventRouter) -> None:
+    _, status = decoded(router.process(message(event(), key=b"\xffann")))
+    assert "not valid UTF-8" in status[1]["reason"]

@@ -24,6 +24,7 @@ def exercised_metrics() -> Metrics:
     metrics.delivery_latency("email", "high", 0.2)
     metrics.agent_timer("clarion.ingest")(0.001)
     metrics.set_consumer_lag([("clarion.events", 0, 3)])
+    metrics.repartitioned("clarion.events")
     return metrics
 
 

@@ -80,10 +80,12 @@ async def test_flushing_every_partition_at_once_starts_one_changelog_producer(
 async def test_a_record_over_the_limit_is_replaced_and_the_rest_commits(
     kafka: LocalKafka, topics: dict[str, str]
 ) -> None:
-    replaced: list[tuple[int, int, int | None]] = []
+    replaced: list[tuple[int, int, tuple[str, int] | None]] = []
 
-    def on_oversized(record: OutRecord, partition: int, offset: int | None) -> list[OutRecord]:
-        replaced.append((len(record.value or b""), partition, offset))
+    def on_oversized(
+        record: OutRecord, partition: int, source: tuple[str, int] | None
+    ) -> list[OutRecord]:
+        replaced.append((len(record.value or b""), partition, source))
         return [OutRecord(topics["out"], record.partition, record.key, b"too large")]
 
     box = outbox(kafka, topics, max_record_bytes=1000, on_oversized=on_oversized)
@@ -100,7 +102,7 @@ async def test_a_record_over_the_limit_is_replaced_and_the_rest_commits(
         await box.flush(3)
     finally:
         await box.release([3])
-    assert replaced == [(2_000_000, 3, 41), (1001, 3, None)]
+    assert replaced == [(2_000_000, 3, (topics["source"], 41)), (1001, 3, None)]
     async with TopicReader(kafka.bootstrap, [topics["out"]]) as reader:
         records = await reader.wait_for(lambda r: len(r) == 3, what="the batch committed")
         assert sorted(r.value for r in records) == [b"small", b"too large", b"too large"]
