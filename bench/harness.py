@@ -179,10 +179,12 @@ async def committed_total(admin: AIOKafkaAdminClient, group: str, topic: str) ->
 
 
 async def measure_worker(
-    bootstrap: str, group: str, topic: str, total: int, worker: subprocess.Popen[bytes]
+    broker: BenchBroker, topic: str, total: int, worker: subprocess.Popen[bytes]
 ) -> float:
     """Events per second from the worker's first committed batch to its last."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    # The group is named under the topic prefix (Settings.group_id), not the bare app id.
+    group = broker.settings.group_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
     try:
         first_seen = 0
@@ -195,7 +197,8 @@ async def measure_worker(
             if done and not started:
                 started, first_seen = now, done
             if done >= total:
-                return (done - first_seen) / (now - started)
+                # All of it committed before the first look (a small wait-only call): no rate.
+                return (done - first_seen) / (now - started) if now > started else float("nan")
             await asyncio.sleep(0.05)  # sampling interval of the measurement
     finally:
         await admin.close()

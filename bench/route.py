@@ -12,7 +12,6 @@ import random
 import orjson
 
 from bench.harness import (
-    APP_ID,
     PARTITIONS,
     baseline,
     bench_broker,
@@ -77,9 +76,7 @@ def run_route_bench(settings: Settings, *, events: int, users: int) -> None:
         asyncio.run(publish(broker.bootstrap, topics.events, messages))
         worker = start_worker(broker)
         try:
-            rate = asyncio.run(
-                measure_worker(broker.bootstrap, APP_ID, topics.events, events, worker)
-            )
+            rate = asyncio.run(measure_worker(broker, topics.events, events, worker))
         except RuntimeError:
             print(worker_log(broker))
             raise
