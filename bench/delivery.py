@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
 
 from bench.harness import (
     PARTITIONS,
@@ -39,6 +37,7 @@ from bench.harness import (
     peak_rss_mib,
     publish,
     start_worker,
+    wait_until_writable,
     worker_log,
 )
 from bench.sinks import SinkThread, running
@@ -164,27 +163,6 @@ def make_delivery(run: str, n: int, url: str, rng: random.Random) -> tuple[bytes
         "not_before": None,
     }
     return user.encode(), orjson.dumps(value)
-
-
-async def wait_until_writable(bootstrap: str, topic: str, *, within: float) -> None:
-    """Wait until every partition of a new topic answers a ListOffsets request.
-
-    For a few seconds after the topic is created, the broker already names a leader but
-    refuses writes (NotLeaderForPartition), and the producer would retry them noisily.
-    """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        async with asyncio.timeout(within):
-            while True:
-                try:
-                    await consumer.end_offsets(partitions)
-                except KafkaTimeoutError:
-                    continue  # each attempt already waited request_timeout_ms
-                return
-    finally:
-        await consumer.stop()
 
 
 def cpu_seconds(pid: int) -> float:
