@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
 
     bench = commands.add_parser("bench", help="benchmarks against a fresh local broker")
-    bench.add_argument("scenario", choices=["route", "digest", "delivery"])
+    bench.add_argument("scenario", choices=["route", "digest", "delivery", "latency"])
     bench.add_argument(
         "--events",
         type=int,
@@ -69,8 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--rate",
         type=float,
-        default=200.0,
-        help="webhook rate limit of the second delivery run, per second; 0 skips it",
+        default=None,
+        help="delivery: webhook rate limit of the second run, per second (200; 0 skips it); "
+        "latency: critical events per second (1,000)",
+    )
+    bench.add_argument(
+        "--backlog", type=int, default=50_000, help="low events published first (latency only)"
+    )
+    bench.add_argument(
+        "--seconds", type=float, default=30.0, help="length of the critical stream (latency only)"
     )
     return parser
 
@@ -202,6 +209,34 @@ def _validate(value: Any, settings: Settings, *, preferences: bool) -> object:
     return parse_event(raw, max_bytes=settings.max_event_bytes, horizon=horizon)
 
 
+def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
+    # Each scenario imported on its own: they pull in aiokafka and the dev sinks.
+    events = args.events or 200_000
+    if args.scenario == "delivery":
+        from bench.delivery import run_delivery_bench  # noqa: PLC0415
+
+        rate = 200.0 if args.rate is None else args.rate
+        run_delivery_bench(settings, deliveries=args.events or 20_000, rate=rate or None)
+    elif args.scenario == "latency":
+        from bench.latency import run_latency_bench  # noqa: PLC0415
+
+        run_latency_bench(
+            settings,
+            backlog=args.backlog,
+            users=args.users,
+            rate=args.rate or 1000.0,
+            seconds=args.seconds,
+        )
+    elif args.scenario == "digest":
+        from bench.digest import run_digest_bench  # noqa: PLC0415
+
+        run_digest_bench(settings, events=events, users=args.users, windows=args.windows)
+    else:
+        from bench.route import run_route_bench  # noqa: PLC0415
+
+        run_route_bench(settings, events=events, users=args.users)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -229,21 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "dlq":
             return asyncio.run(_command_dlq(settings, args))
         elif args.command == "bench":
-            events = args.events or 200_000
-            if args.scenario == "delivery":
-                from bench.delivery import run_delivery_bench  # noqa: PLC0415
-
-                run_delivery_bench(
-                    settings, deliveries=args.events or 20_000, rate=args.rate or None
-                )
-            elif args.scenario == "digest":
-                from bench.digest import run_digest_bench  # noqa: PLC0415
-
-                run_digest_bench(settings, events=events, users=args.users, windows=args.windows)
-            else:
-                from bench.route import run_route_bench  # noqa: PLC0415
-
-                run_route_bench(settings, events=events, users=args.users)
+            _command_bench(settings, args)
     except LocalKafkaError as exc:
         print(f"local Kafka: {exc}", file=sys.stderr)
         return 1
