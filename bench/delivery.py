@@ -24,18 +24,12 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
 
 from bench.harness import (
-    APP_ID,
     PARTITIONS,
     BenchBroker,
     bench_broker,
@@ -43,13 +37,13 @@ from bench.harness import (
     peak_rss_mib,
     publish,
     start_worker,
+    wait_until_writable,
     worker_log,
 )
+from bench.sinks import SinkThread, running
 from pipeline.devsinks.recording import RecordedRequest, Recorder
-from pipeline.devsinks.run import DevSinkPorts, DevSinks, start_dev_sinks
+from pipeline.devsinks.run import DevSinks
 from pipeline.settings import Settings
-
-T = TypeVar("T")
 
 USERS = 1000
 BURST = 10
@@ -120,45 +114,17 @@ class CountingRecorder(Recorder[RecordedRequest]):
         self._log.add(item.headers.get("webhook-id", ""), at)
 
 
-class SinkThread:
-    """The dev sinks on an event loop of their own, in a daemon thread of this process."""
+class WebhookSinkThread(SinkThread):
+    """The dev sinks, with every webhook arrival also reported to :attr:`arrivals`."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.arrivals = ArrivalLog()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="webhook-sink", daemon=True
-        )
-        self._sinks: DevSinks | None = None
-
-    @property
-    def sinks(self) -> DevSinks:
-        assert self._sinks is not None, "start() first"
-        return self._sinks
-
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def start(self) -> DevSinks:
-        self._thread.start()
-        self._sinks = self.call(start_dev_sinks(ports=DevSinkPorts.ephemeral(), echo=None))
-        self._sinks.webhook.requests = CountingRecorder(self.arrivals)
-        return self._sinks
-
-    def stop(self) -> None:
-        if self._sinks is not None:
-            self.call(self._sinks.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-        self._loop.close()
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the sink's thread."""
-
-        async def read() -> float:
-            return time.thread_time()
-
-        return self.call(read())
+        sinks = super().start()
+        sinks.webhook.requests = CountingRecorder(self.arrivals)
+        return sinks
 
     def invalid_signatures(self) -> int:
         """Recorded requests whose signature does not verify (the sink answered them 401)."""
@@ -175,16 +141,6 @@ class SinkThread:
 
         self.call(clear())
         self.arrivals.reset()
-
-
-@contextmanager
-def sink_thread() -> Iterator[SinkThread]:
-    thread = SinkThread()
-    try:
-        thread.start()
-        yield thread
-    finally:
-        thread.stop()
 
 
 def make_delivery(run: str, n: int, url: str, rng: random.Random) -> tuple[bytes, bytes]:
@@ -207,27 +163,6 @@ def make_delivery(run: str, n: int, url: str, rng: random.Random) -> tuple[bytes
         "not_before": None,
     }
     return user.encode(), orjson.dumps(value)
-
-
-async def wait_until_writable(bootstrap: str, topic: str, *, within: float) -> None:
-    """Wait until every partition of a new topic answers a ListOffsets request.
-
-    For a few seconds after the topic is created, the broker already names a leader but
-    refuses writes (NotLeaderForPartition), and the producer would retry them noisily.
-    """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        async with asyncio.timeout(within):
-            while True:
-                try:
-                    await consumer.end_offsets(partitions)
-                except KafkaTimeoutError:
-                    continue  # each attempt already waited request_timeout_ms
-                return
-    finally:
-        await consumer.stop()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -287,7 +222,7 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 def run_worker_on(
     broker: BenchBroker,
-    sink: SinkThread,
+    sink: WebhookSinkThread,
     messages: list[tuple[bytes, bytes]],
     *,
     committed: int,
@@ -310,9 +245,7 @@ def run_worker_on(
         sink_cpu = (sink.cpu_seconds() - sink_cpu_first) / span
         peak = peak_rss_mib(worker.pid)
         # Every offset committed before the next worker of this group starts.
-        asyncio.run(
-            measure_worker(broker.bootstrap, APP_ID, topic, committed + len(messages), worker)
-        )
+        asyncio.run(measure_worker(broker, topic, committed + len(messages), worker))
     except (RuntimeError, TimeoutError):
         print(worker_log(broker))
         raise
@@ -333,7 +266,7 @@ def run_delivery_bench(settings: Settings, *, deliveries: int, rate: float | Non
     if deliveries < 2 or (rate is not None and rate <= 0):
         raise ValueError("the bench needs at least 2 deliveries and a positive rate (or None)")
     rng = random.Random(13)
-    with bench_broker(settings) as broker, sink_thread() as sink:
+    with bench_broker(settings) as broker, running(WebhookSinkThread()) as sink:
         url = sink.sinks.webhook.hook_url("/bench")
         print(
             f"{deliveries:,} webhook deliveries for {USERS:,} users on {PARTITIONS} partitions, "

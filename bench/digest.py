@@ -21,7 +21,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from bench.harness import (
-    APP_ID,
     PARTITIONS,
     BenchBroker,
     baseline,
@@ -162,7 +161,7 @@ async def _drive(
         started = time.perf_counter()
         await publish(broker.bootstrap, topics.events, batch)
         done += len(batch)
-        await measure_worker(broker.bootstrap, APP_ID, topics.events, done, worker)
+        await measure_worker(broker, topics.events, done, worker)
         ingest_seconds += time.perf_counter() - started
         print(
             f"window {window + 1}: {len(batch):,} events in; worker peak RSS so far "

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="benchmarks against a fresh local broker (mime: no broker)"
     )
-    bench.add_argument("scenario", choices=["route", "digest", "delivery", "mime"])
+    bench.add_argument("scenario", choices=["route", "digest", "delivery", "latency", "mime"])
     bench.add_argument(
         "--events",
         type=int,
@@ -72,8 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--rate",
         type=float,
-        default=200.0,
-        help="webhook rate limit of the second delivery run, per second; 0 skips it",
+        default=None,
+        help="delivery: webhook rate limit of the second run, per second (200; 0 skips it); "
+        "latency: critical events per second (1,000)",
+    )
+    bench.add_argument(
+        "--backlog", type=int, default=50_000, help="low events published first (latency only)"
+    )
+    bench.add_argument(
+        "--seconds", type=float, default=30.0, help="length of the critical stream (latency only)"
     )
     return parser
 
@@ -206,6 +213,7 @@ def _validate(value: Any, settings: Settings, *, preferences: bool) -> object:
 
 
 def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
+    # Each scenario imported on its own: they pull in aiokafka and the dev sinks.
     events = args.events or 200_000
     if args.scenario == "mime":
         from bench.mime import run_mime_bench  # noqa: PLC0415
@@ -214,7 +222,18 @@ def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
     elif args.scenario == "delivery":
         from bench.delivery import run_delivery_bench  # noqa: PLC0415
 
-        run_delivery_bench(settings, deliveries=args.events or 20_000, rate=args.rate or None)
+        rate = 200.0 if args.rate is None else args.rate
+        run_delivery_bench(settings, deliveries=args.events or 20_000, rate=rate or None)
+    elif args.scenario == "latency":
+        from bench.latency import run_latency_bench  # noqa: PLC0415
+
+        run_latency_bench(
+            settings,
+            backlog=args.backlog,
+            users=args.users,
+            rate=args.rate or 1000.0,
+            seconds=args.seconds,
+        )
     elif args.scenario == "digest":
         from bench.digest import run_digest_bench  # noqa: PLC0415
 
