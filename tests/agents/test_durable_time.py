@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agents.release import DIGEST_MAX_EVENTS
 from tests.agents.conftest import Pipeline
 from tests.helpers.kafka import TopicReader, produce_json
 from tests.helpers.pipeline_io import (
@@ -229,9 +230,10 @@ async def test_a_digest_survives_sigkills_and_is_sent_exactly_once(
         clock.set("2026-11-24T10:00:00Z")
         worker.kill()
         worker.start()
+        # 600 events: two digests per channel, of 500 and 100 (agents/release.py).
         await reader.wait_for(
             lambda _: (
-                len([d for d in deliveries(reader, pipeline) if d["category"] == "digest"]) >= 2
+                len([d for d in deliveries(reader, pipeline) if d["category"] == "digest"]) >= 4
             ),
             what="the digests",
         )
@@ -241,10 +243,12 @@ async def test_a_digest_survives_sigkills_and_is_sent_exactly_once(
         await reader.wait_for(lambda _: len(delivered(reader, pipeline, "m1")) == 2, what="m1")
 
         digests = [d for d in deliveries(reader, pipeline) if d["category"] == "digest"]
-        assert sorted(d["channel"] for d in digests) == ["email", "in_app"]
+        assert Counter(d["channel"] for d in digests) == {"email": 2, "in_app": 2}
         expected = [e["event_id"] for batch in batches for e in batch]
-        for digest in digests:
-            assert digest["event_ids"] == expected
+        for channel in ("email", "in_app"):
+            parts = [d["event_ids"] for d in digests if d["channel"] == channel]
+            assert [len(p) for p in parts] == [DIGEST_MAX_EVENTS, len(expected) - DIGEST_MAX_EVENTS]
+            assert [i for p in parts for i in p] == expected
         accepted_ids = Counter(
             s["notification_id"] for s in statuses(reader, pipeline) if s["status"] == "accepted"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections import Counter
 
 import orjson
@@ -190,13 +191,18 @@ async def test_bad_input_lands_on_the_invalid_topic_and_the_worker_keeps_going(
         )
         invalid = [r.json() for r in reader.on(pipeline.topics.invalid)]
         assert len(invalid) == len(BAD_INPUTS)
-        by_raw = {
-            base64.b64decode(r["raw"]) if r["raw_encoding"] == "base64" else r["raw"].encode(): r
-            for r in invalid
-        }
+        by_digest = {r["raw_sha256"]: r for r in invalid}
         for _, raw, expected in BAD_INPUTS:
             assert raw is not None
-            record = by_raw[raw]
+            record = by_digest[hashlib.sha256(raw).hexdigest()]
+            kept = (
+                base64.b64decode(record["raw"])
+                if record["raw_encoding"] == "base64"
+                else record["raw"].encode()
+            )
+            # The whole value, or a prefix of it for the one over the limit.
+            assert raw.startswith(kept)
+            assert (kept == raw) is not record["raw_truncated"]
             assert expected in record["error"], record
             assert record["topic"] == pipeline.topics.events
         rejected = [s for s in statuses(reader, pipeline) if s["status"] == "rejected"]
