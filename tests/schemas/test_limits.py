@@ -12,22 +12,10 @@ from schemas.field_checks import MAX_NESTING, nesting_depth
 from schemas.hold_horizon import HoldHorizon
 from schemas.template_names import template_name_problem
 from schemas.validation import Invalid, encode_decoded, parse_event, parse_preferences
+from tests.schemas.fixtures import event
 
 MAX_BYTES = 1 << 20
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-def event(**overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "event_id": "evt-1",
-        "user_id": "user-1",
-        "category": "billing",
-        "priority": "high",
-        "template": "invoice_ready",
-        "data": {},
-    }
-    value.update(overrides)
-    return value
 
 
 def nested(levels: int, *, leaf: Any = 1) -> Any:
@@ -39,7 +27,7 @@ def nested(levels: int, *, leaf: Any = 1) -> Any:
 
 def raw_with_data(levels: int) -> bytes:
     """An event with ``data`` nested ``levels`` deep, past what orjson can write."""
-    head = orjson.dumps(event())[: -len(b'"data":{}}')]
+    head = orjson.dumps(event(data={}))[: -len(b'"data":{}}')]
     return head + b'"data":' + b'{"k":' * (levels - 1) + b"{}" + b"}" * levels
 
 

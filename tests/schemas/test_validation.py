@@ -18,43 +18,9 @@ from schemas.records import (
     UserPreferences,
 )
 from schemas.validation import Invalid, parse_event, parse_preferences, parse_timestamp
+from tests.schemas.fixtures import ABSENT, event, preferences
 
 MAX_BYTES = 65536
-_ABSENT = object()  # an override that removes the field
-
-
-def event(**overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "event_id": "evt-1",
-        "user_id": "user-1",
-        "category": "billing",
-        "priority": "high",
-        "template": "invoice_ready",
-        "data": {"amount": "12.00"},
-    }
-    value.update(overrides)
-    return {k: v for k, v in value.items() if v is not _ABSENT}
-
-
-def preferences(**overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "user_id": "user-1",
-        "timezone": "Europe/Paris",
-        "locale": "fr-FR",
-        "addresses": {
-            "email": "user-1@example.com",
-            "phone": "+33612345678",
-            "push_tokens": ["tok-1", "tok-2"],
-            "webhook_url": "https://hooks.example.com/clarion?x=1",
-        },
-        "channels": {"email": True, "sms": False, "push": True, "in_app": True, "webhook": False},
-        "categories": {"marketing": {"email": False, "sms": False}},
-        "quiet_hours": {"start": "22:00", "end": "07:00"},
-        "digest": {"enabled": True, "window": "hourly"},
-        "caps": {"sms": 3, "email": 0},
-    }
-    value.update(overrides)
-    return {k: v for k, v in value.items() if v is not _ABSENT}
 
 
 def parsed_event(value: Any) -> NotificationEvent | Invalid:
@@ -101,7 +67,7 @@ def test_template_event_becomes_a_record_with_its_values() -> None:
 
 
 def test_template_without_data_gets_an_empty_mapping() -> None:
-    result = parsed_event(event(data=_ABSENT))
+    result = parsed_event(event(data=ABSENT))
     assert isinstance(result, NotificationEvent)
     assert result.data == {}
     result = parsed_event(event(data=None))
@@ -111,7 +77,7 @@ def test_template_without_data_gets_an_empty_mapping() -> None:
 
 def test_title_and_body_event_is_accepted() -> None:
     result = parsed_event(
-        event(template=_ABSENT, data=_ABSENT, title="Invoice ready", body="Your invoice.")
+        event(template=ABSENT, data=ABSENT, title="Invoice ready", body="Your invoice.")
     )
     assert isinstance(result, NotificationEvent)
     assert (result.title, result.body, result.template) == ("Invoice ready", "Your invoice.", None)
@@ -162,10 +128,10 @@ def test_event_of_exactly_the_limit_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (event(user_id=_ABSENT), "missing required field 'user_id'"),
-        (event(event_id=_ABSENT), "missing required field 'event_id'"),
-        (event(category=_ABSENT), "missing required field 'category'"),
-        (event(priority=_ABSENT), "missing required field 'priority'"),
+        (event(user_id=ABSENT), "missing required field 'user_id'"),
+        (event(event_id=ABSENT), "missing required field 'event_id'"),
+        (event(category=ABSENT), "missing required field 'category'"),
+        (event(priority=ABSENT), "missing required field 'priority'"),
         (event(event_id=""), "field 'event_id' must be a non-empty string (got '')"),
         (event(user_id=42), "field 'user_id' must be a non-empty string (got 42)"),
         (event(category=None), "field 'category' must be a non-empty string (got null)"),
@@ -177,11 +143,11 @@ def test_event_of_exactly_the_limit_is_accepted() -> None:
         ),
         (event(priority=1), "field 'priority' must be one of critical, high, normal, low (got 1)"),
         (
-            event(template=_ABSENT, data=_ABSENT),
+            event(template=ABSENT, data=ABSENT),
             "needs either 'template' (with 'data') or 'title' and 'body'",
         ),
         (
-            event(template=_ABSENT, data=_ABSENT, title="only a title"),
+            event(template=ABSENT, data=ABSENT, title="only a title"),
             "needs either 'template' (with 'data') or 'title' and 'body'",
         ),
         (event(template=None, title=None, body="b"), "needs either 'template'"),
@@ -221,7 +187,7 @@ def test_long_bad_values_are_shortened_in_the_reason() -> None:
 
 
 def test_every_problem_is_reported_joined_by_semicolons() -> None:
-    value = event(user_id=_ABSENT, priority="urgent", channels=["fax"], send_at="noon")
+    value = event(user_id=ABSENT, priority="urgent", channels=["fax"], send_at="noon")
     problems = reason_of(parsed_event(value)).split("; ")
     assert problems[0] == "missing required field 'user_id'"
     assert any("'urgent'" in p for p in problems)
@@ -387,7 +353,7 @@ def test_unknown_preference_fields_are_kept_but_cannot_hijack_records() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (preferences(user_id=_ABSENT), "missing required field 'user_id'"),
+        (preferences(user_id=ABSENT), "missing required field 'user_id'"),
         (preferences(user_id=""), "field 'user_id' must be a non-empty string"),
         (preferences(user_id="u" * 257), "field 'user_id' must be at most 256 characters"),
         (preferences(timezone="Mars/Base"), "unknown timezone 'Mars/Base'"),
