@@ -42,6 +42,8 @@ from schemas.validation import HoldHorizon, Invalid, parse_event
 from tables.dedupe import REPARTITIONED, DedupeLedger, Source, prune_expired
 
 if TYPE_CHECKING:
+    import faust
+
     from pipeline.app import Clarion
 
 logger = logging.getLogger(__name__)
@@ -176,6 +178,16 @@ class EventRouter:
         return rejection(self.writer, message, reason, at, event_id=event_id, user_id=user_id)
 
 
+async def commit_or_crash(app: faust.App, flush: Awaitable[None]) -> None:
+    """Await an outbox flush; a batch the broker refused for good stops the worker."""
+    try:
+        await flush
+    except OutboxCommitError as exc:
+        # The batch is gone from memory and its offsets are not committed: carrying on
+        # would commit later offsets over it. Stop; a restart processes it again.
+        await app.crash(exc)
+
+
 def register_ingest(clarion: Clarion) -> None:
     """The Faust agent: one event at a time in, transactional batches out."""
     app = clarion.app
@@ -202,12 +214,7 @@ def register_ingest(clarion: Clarion) -> None:
     observe_processing = clarion.metrics.agent_timer("clarion.ingest")
 
     async def commit(flush: Awaitable[None]) -> None:
-        try:
-            await flush
-        except OutboxCommitError as exc:
-            # The batch is gone from memory and its offsets are not committed: carrying on
-            # would commit later offsets over it. Stop; a restart processes it again.
-            await app.crash(exc)
+        await commit_or_crash(app, flush)
 
     @app.agent(clarion.events_topic, name="clarion.ingest")
     async def ingest(stream):  # type: ignore[no-untyped-def]

@@ -8,14 +8,18 @@ topic, which this agent reads too; there it is applied like any other. Faust wri
 changelog on the partition of the record being processed, so the table, and its recovery
 from the changelog, only ever hold a user in their own partition.
 
+Exactly once: every record's output (a forward, or an invalid record and its status) goes to
+the transactional outbox with the record's offset, so a forward and the offset that consumed
+its source commit together or not at all; table writes, which go through Faust's producer,
+are flushed before that commit (``flush_elsewhere`` in pipeline/app.py). A crash replays the
+uncommitted records, applying the same values again.
+
 Order: updates of a user that reach the table by one path keep the order of their source
-partition (a producer on one partitioner puts them all on one partition, and forwarding keeps
-their order: each forward is acknowledged before the next record is read, so there is never
-more than one in flight to be reordered by a retry). Updates reaching it by both paths, from
-producers on different partitioners, are applied in the order they arrive, and the forwarded
-ones arrive one hop late: a correctly placed update published just after a misplaced one can
-be overwritten by it. Forwarding is at least once (acknowledged by the broker before the
-source record is): a forward repeated after a crash applies the same value again. Misplaced
+partition (a producer on one partitioner puts them all on one partition; forwards of one
+source partition go to one destination partition through one idempotent producer, in order).
+Updates reaching it by both paths, from producers on different partitioners, are applied in
+the order they arrive, and the forwarded ones arrive one hop late: a correctly placed update
+published just after a misplaced one can be overwritten by it. Misplaced
 records a worker of an earlier version already wrote to the wrong partition's table stay
 there, unused by routing: publishing the user's preferences again puts them where they belong.
 """
@@ -26,9 +30,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agents.delivery.register import publish
+from agents.ingest import commit_or_crash
 from agents.records_out import utc_iso
 from agents.rejections import SourceMessage, rejection
+from pipeline.kafka.outbox import OutRecord
 from pipeline.kafka.partitioner import partition_for_key
 from schemas.message_keys import user_id_of_key
 from schemas.records import UserPreferences
@@ -93,6 +98,7 @@ def register_preferences(clarion: Clarion) -> None:
     max_bytes = clarion.settings.max_event_bytes
     partitions = clarion.settings.partitions
     sweeper = clarion.sweeper
+    outbox = clarion.outbox
 
     # Reads the preferences topic and its repartition topic (pipeline/app.py).
     @app.agent(clarion.preferences_topic, name="clarion.preferences")
@@ -112,6 +118,7 @@ def register_preferences(clarion: Clarion) -> None:
                 partitions=partitions,
                 repartition_topic=repartition_topic,
             )
+            records: list[OutRecord] = []
             if isinstance(verdict, Store):
                 if verdict.preferences is None:
                     table.pop(verdict.user_id, None)
@@ -121,17 +128,20 @@ def register_preferences(clarion: Clarion) -> None:
                 sweeper.touch(source.partition, verdict.user_id)
             elif isinstance(verdict, Forward):
                 assert source.key is not None  # judge forwards only records naming a user
-                forward = writer.forward(
-                    topic=repartition_topic,
-                    key=source.key,
-                    value=source.value,
-                    from_topic=source.topic,
-                )
-                # Acknowledged by the broker before this record is: at least once.
-                await publish(app, [forward])
+                records = [
+                    writer.forward(
+                        topic=repartition_topic,
+                        key=source.key,
+                        value=source.value,
+                        from_topic=source.topic,
+                    )
+                ]
             else:
                 at = utc_iso(clarion.clock())
                 records = rejection(
                     writer, source, verdict.reason, at, event_id=None, user_id=verdict.user_id
                 )
-                await publish(app, records)
+            # In the partition's transaction with this record's offset: forwarded exactly
+            # once. Table writes go through Faust's producer, flushed before that commit.
+            if outbox.add(source.partition, source.offset, records, topic=source.topic):
+                await commit_or_crash(app, outbox.flush(source.partition))

@@ -200,11 +200,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         value_serializer="raw",
         acks=False,
     )
+    # Committed by the outbox too: a misplaced record's forward commits with its offset.
     preferences_topic = app.topic(
         topics.preferences,
         topics.preferences_repartition,
         key_serializer="raw",
         value_serializer="raw",
+        acks=False,
     )
     preferences_table = app.Table(
         "preferences",
@@ -279,6 +281,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
             on_dropped=lambda partition: timer_table.release([partition]),
             producer_options=dict(settings.kafka_options),
             max_record_bytes=settings.max_record_bytes,
+            # The preferences table is a Faust table: its changelog goes through Faust's
+            # producer, which must have it on the broker before the offsets commit.
+            written_elsewhere=frozenset({topics.preferences, topics.preferences_repartition}),
+            flush_elsewhere=lambda: app.producer.flush(),  # noqa: PLW0108 - created lazily
             on_oversized=_oversized_to_invalid(writer, topics, settings.max_record_bytes, clock),
         ),
         writer=writer,

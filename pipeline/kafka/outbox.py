@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -93,6 +93,11 @@ class TransactionalOutbox:
     # time it is retried: it is replaced, before it is queued, by what ``on_oversized`` says.
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     on_oversized: OversizedHandler | None = None
+    # Source topics whose processing also writes through another producer (Faust's, for its
+    # table changelogs): ``flush_elsewhere`` is awaited before a transaction that commits
+    # their offsets, so that no offset commits ahead of a table write it covers.
+    written_elsewhere: frozenset[str] = frozenset()
+    flush_elsewhere: Callable[[], Awaitable[None]] | None = None
     _pending: dict[int, _Pending] = field(default_factory=lambda: defaultdict(_Pending))
     _producers: dict[int, AIOKafkaProducer] = field(default_factory=dict)
     _changelog_producer: AIOKafkaProducer | None = None
@@ -189,6 +194,10 @@ class TransactionalOutbox:
     async def _commit(self, partition: int, pending: _Pending) -> None:
         if pending.changelog:
             await self._write_changelog(pending.changelog)
+        if self.flush_elsewhere is not None and not self.written_elsewhere.isdisjoint(
+            pending.next_offsets
+        ):
+            await self.flush_elsewhere()
         producer = await self._producer_for(partition)
         last_offsets: dict[tuple[str, int], int] = {}
         async with producer.transaction():

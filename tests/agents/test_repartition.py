@@ -254,3 +254,46 @@ async def test_sigkill_during_the_hop_loses_nothing_and_delivers_nothing_twice(
         expected = {(e["event_id"], c) for e in first + second for c in channels}
         assert set(delivered) == expected, f"missing: {sorted(expected - set(delivered))[:10]}"
         assert max(delivered.values()) == 1, [k for k, v in delivered.items() if v > 1][:10]
+
+
+async def test_sigkill_while_forwarding_preferences_forwards_each_exactly_once(
+    pipeline: Pipeline,
+) -> None:
+    worker = _worker(pipeline, CLARION_COMMIT_BATCH="50")
+    users = [f"pk-{n}" for n in range(50)]
+    versions = 100
+    # One user's versions all land on one partition (crc32 of the key), so they stay in order.
+    updates = [
+        preferences(user, addresses={"email": f"{user}+{version}@example.com"})
+        for version in range(versions)
+        for user in users
+    ]
+    messages = [(u["user_id"].encode(), orjson.dumps(u)) for u in updates]
+    async with pipeline.reader(pipeline.topics.preferences_repartition) as reader:
+        landed = await produce_with_librdkafka(
+            pipeline.bootstrap, pipeline.topics.preferences, messages
+        )
+        expected = misplaced([k for k, _ in messages], landed, PARTITIONS)
+        assert expected > len(messages) // 2
+        # Killed with forwards in open transactions.
+        await reader.wait_for(lambda r: len(r) >= 300, what="some forwards before the kill")
+        worker.kill()
+        await reader.catch_up()
+        assert len(reader.records) < expected, "killed too late to prove anything"
+        worker.start()
+        await reader.wait_for(
+            lambda r: len(r) >= expected, deadline_s=120, what=f"{expected} forwards"
+        )
+        await reader.catch_up()
+        forwarded = Counter((r.key, r.value) for r in reader.records)
+        assert sum(forwarded.values()) == expected
+        assert max(forwarded.values()) == 1
+    last = versions - 1
+    for user in users:
+        wait_for_preferences(
+            pipeline,
+            user,
+            check=lambda body, user=user: (
+                body["addresses"]["email"] == f"{user}+{last}@example.com"
+            ),
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -21,21 +21,25 @@ Messages = Sequence[tuple[bytes, bytes | None]]
 def _produce_blocking(bootstrap: str, topic: str, messages: Messages) -> list[int]:
     # No "partitioner" setting: librdkafka's default is the point of these tests.
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    partitions: list[int] = []
+    # Delivery reports come partition by partition, not in the order of ``messages``.
+    partitions: list[int | None] = [None] * len(messages)
     errors: list[KafkaError] = []
 
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            errors.append(error)
-        else:
-            partitions.append(message.partition())
+    def delivered_as(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                errors.append(error)
+            else:
+                partitions[index] = message.partition()
 
-    for key, value in messages:
-        producer.produce(topic, key=key, value=value, on_delivery=delivered)
+        return delivered
+
+    for index, (key, value) in enumerate(messages):
+        producer.produce(topic, key=key, value=value, on_delivery=delivered_as(index))
     remaining = producer.flush(30)
     assert remaining == 0, f"{remaining} records still unsent after 30 s"
     assert not errors, errors
-    return partitions
+    return [p for p in partitions if p is not None]
 
 
 async def produce_with_librdkafka(bootstrap: str, topic: str, messages: Messages) -> list[int]:
