@@ -213,9 +213,6 @@ def register_ingest(clarion: Clarion) -> None:
     event_in = clarion.metrics.event_in
     observe_processing = clarion.metrics.agent_timer("clarion.ingest")
 
-    async def commit(flush: Awaitable[None]) -> None:
-        await commit_or_crash(app, flush)
-
     @app.agent(clarion.events_topic, name="clarion.ingest")
     async def ingest(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
@@ -246,7 +243,7 @@ def register_ingest(clarion: Clarion) -> None:
                 )
             observe_processing(time.perf_counter() - started)
             if outbox.add(source.partition, source.offset, records, topic=source.topic):
-                await commit(outbox.flush(source.partition))
+                await commit_or_crash(app, outbox.flush(source.partition))
 
     window = clarion.settings.dedupe_window
 
@@ -260,7 +257,7 @@ def register_ingest(clarion: Clarion) -> None:
 
     @app.timer(clarion.settings.commit_linger, name="clarion.ingest.commit")  # type: ignore[untyped-decorator]
     async def commit_pending() -> None:
-        await commit(outbox.flush_all())
+        await commit_or_crash(app, outbox.flush_all())
 
     timer_table, sweeper = clarion.timer_table, clarion.sweeper
 
@@ -273,7 +270,7 @@ def register_ingest(clarion: Clarion) -> None:
                 outbox.add_unsourced(partition, records)
                 swept = True
         if swept:
-            await commit(outbox.flush_all())
+            await commit_or_crash(app, outbox.flush_all())
 
     _register_rebalance(clarion, source_topics)
 

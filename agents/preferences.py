@@ -19,9 +19,11 @@ partition (a producer on one partitioner puts them all on one partition; forward
 source partition go to one destination partition through one idempotent producer, in order).
 Updates reaching it by both paths, from producers on different partitioners, are applied in
 the order they arrive, and the forwarded ones arrive one hop late: a correctly placed update
-published just after a misplaced one can be overwritten by it. Misplaced
-records a worker of an earlier version already wrote to the wrong partition's table stay
-there, unused by routing: publishing the user's preferences again puts them where they belong.
+published just after a misplaced one can be overwritten by it.
+
+Misplaced records a worker of an earlier version already wrote to the wrong partition's table
+stay there, unused by routing: publishing the user's preferences again puts them where they
+belong.
 """
 
 from __future__ import annotations

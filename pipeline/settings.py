@@ -9,6 +9,8 @@ from pathlib import Path
 
 from agents.delivery.providers.config import ProvidersConfig
 from agents.delivery.tuning import DeliveryTuning
+from pipeline.kafka.outbox import DEFAULT_MAX_RECORD_BYTES
+from schemas.hold_horizon import DEFAULT_MAX_HOLD
 from schemas.records import CHANNELS
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
@@ -88,11 +90,11 @@ class Settings:
     retry_backoff: float = 10.0
     max_event_bytes: int = 64 * 1024
     # No record Clarion writes is larger (key + value): under the broker's message.max.bytes.
-    max_record_bytes: int = 1_000_000
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     # Largest request body the web server reads; beyond it the answer is 413.
     max_request_bytes: int = 8 * 1024 * 1024
     # How far ahead an event's send_at and expires_at may point; beyond it, it is invalid.
-    max_hold: float = 365 * 86400.0
+    max_hold: float = DEFAULT_MAX_HOLD
     template_dir: Path | None = None
     app_id: str = "clarion"
     log_level: str = "info"
@@ -148,9 +150,11 @@ class Settings:
             max_attempts=_int(env, "CLARION_MAX_ATTEMPTS", 5),
             retry_backoff=_float(env, "CLARION_RETRY_BACKOFF", 10.0),
             max_event_bytes=_int(env, "CLARION_MAX_EVENT_BYTES", 64 * 1024),
-            max_record_bytes=_int(env, "CLARION_MAX_RECORD_BYTES", 1_000_000, minimum=65_536),
+            max_record_bytes=_int(
+                env, "CLARION_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, minimum=65_536
+            ),
             max_request_bytes=_int(env, "CLARION_MAX_REQUEST_BYTES", 8 * 1024 * 1024),
-            max_hold=_float(env, "CLARION_MAX_HOLD", 365 * 86400.0),
+            max_hold=_float(env, "CLARION_MAX_HOLD", DEFAULT_MAX_HOLD),
             template_dir=Path(template_dir) if template_dir else None,
             app_id=env.get("CLARION_APP_ID") or "clarion",
             log_level=env.get("CLARION_LOG_LEVEL") or "info",
