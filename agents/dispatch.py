@@ -19,6 +19,7 @@ from agents.routing.schedule import digest_window
 from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.timestamps import parse_timestamp
+from tables.preferences import PreferencesLookup
 from tables.timers import TimerTable, digest_key, held_key, item_key, sent_key
 from tables.user_notifications import notification_key, notification_row
 
@@ -48,7 +49,7 @@ class Dispatcher:
     writer: OutputWriter
     renderer: TemplateRenderer
     timers: TimerTable
-    preferences: Mapping[str, UserPreferences]
+    preferences: PreferencesLookup
     default_caps: Mapping[str, int]
     digest_window_seconds: float
     notification_retention_ms: int = 30 * 86_400_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from pipeline.kafka.outbox import OutRecord
 from pipeline.metrics import Metrics
 from schemas.records import NotificationEvent, UserPreferences
 from schemas.timestamps import parse_timestamp
-from tables.preferences import quiet_hours_of
+from tables.preferences import PreferencesLookup, quiet_hours_of
 from tables.timers import (
     DIGEST,
     HELD,
@@ -56,7 +56,7 @@ _RELEASE_KINDS = {HELD: "held", DIGEST: "digest", RETRY: "retry"}
 class Sweeper:
     dispatcher: Dispatcher
     timers: TimerTable
-    preferences: Mapping[str, UserPreferences]
+    preferences: PreferencesLookup
     clock: Callable[[], datetime]
     batch_limit: int = 1000
     metrics: Metrics | None = None

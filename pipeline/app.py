@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from agents.dispatch import Dispatcher
 from agents.inbox import InboxFeed
+from agents.ingest import EventRouter
+from agents.preferences import PreferencesUpdater
 from agents.records_out import OutputWriter, utc_iso
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
@@ -20,33 +21,35 @@ from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
 from pipeline.metrics import Metrics
+from pipeline.runtime.route import ConsumerConfig, RouteRuntime
+from pipeline.runtime.service import register_runtime
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 from pipeline.web.server import ClarionWeb, faust_web_options
-from schemas.records import UserPreferences
-from tables.dedupe import changelog_config
+from tables.dedupe import DedupeLedger, seen_index
+from tables.preferences import PreferencesStore
 from tables.timers import TimerTable, due_index
-from tables.txstore import TransactionalTable
+from tables.txstore import IndexOf, TransactionalTable, no_index
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 
-# Tombstones in the timers changelog outlive any local copy trusted for recovery by 2x.
-TIMERS_DELETE_RETENTION_S = 7 * 86400
+# Tombstones in the state changelogs outlive any local copy trusted for recovery by 2x.
+STATE_DELETE_RETENTION_S = 7 * 86400
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic a worker needs before it starts, all with the same partition count."""
     names = TopicNames(prefix=settings.topic_prefix)
     compacted = {"cleanup.policy": "compact"}
+    state = {**compacted, "delete.retention.ms": str(STATE_DELETE_RETENTION_S * 1000)}
     configs = {
         names.preferences: compacted,
         # Compacted like its source: a forwarded tombstone or update is never aged out
-        # before the preferences agent has read it.
+        # before the route runtime has read it.
         names.preferences_repartition: compacted,
-        names.timers: {
-            **compacted,
-            "delete.retention.ms": str(TIMERS_DELETE_RETENTION_S * 1000),
-        },
+        names.timers: state,
+        names.dedupe_state: state,
+        names.preferences_state: state,
     }
     return [
         TopicSpec(name=name, partitions=settings.partitions, config=configs.get(name, {}))
@@ -85,11 +88,7 @@ class Clarion:
     settings: Settings
     app: faust.App
     topics: TopicNames
-    events_topic: Any
-    preferences_topic: Any
-    preferences_table: Any
-    dedupe_table: Any
-    outbox: TransactionalOutbox
+    preferences: PreferencesStore
     writer: OutputWriter
     renderer: TemplateRenderer
     timer_table: TransactionalTable
@@ -97,32 +96,31 @@ class Clarion:
     inbox_feed: InboxFeed
     status_table: Any
     dispatcher: Dispatcher
-    sweeper: Sweeper
+    route: RouteRuntime
     clock: Clock
     metrics: Metrics
 
 
-def _persisted_offset_recorder(app: faust.App, table: Any) -> Callable[[str, int, int], None]:
-    """Tell the table how far its changelog is already in the local store, after a batch."""
-
-    def record(topic: str, partition: int, offset: int) -> None:
-        tp = TP(topic, partition)
-        # A batch may land after its partition moved to another worker; leave that store be.
-        if tp in app.assignor.assigned_actives():
-            table.data.set_persisted_offset(tp, offset)
-
-    return record
-
-
 def _apply_committed(
-    table: TransactionalTable,
+    tables: list[TransactionalTable],
 ) -> Callable[[int, list[OutRecord], dict[tuple[str, int], int]], None]:
     def apply(partition: int, records: list[OutRecord], last: dict[tuple[str, int], int]) -> None:
-        offset = last.get((table.changelog_topic, partition))
-        if offset is not None:
-            table.apply(partition, records, offset)
+        for table in tables:
+            offset = last.get((table.changelog_topic, partition))
+            if offset is not None:
+                table.apply(partition, records, offset)
 
     return apply
+
+
+def _release_fenced(tables: list[TransactionalTable]) -> Callable[[int], None]:
+    """A partition another worker fenced us out of: its uncommitted state is not ours."""
+
+    def release(partition: int) -> None:
+        for table in tables:
+            table.release([partition])
+
+    return release
 
 
 def _oversized_to_invalid(
@@ -154,11 +152,23 @@ def _oversized_to_invalid(
     return replace
 
 
+def _state_table(
+    settings: Settings, name: str, topic: str, index_of: IndexOf
+) -> TransactionalTable:
+    return TransactionalTable(
+        name=name,
+        changelog_topic=topic,
+        path=settings.data_dir / name,
+        bootstrap_servers=settings.bootstrap_servers,
+        index_of=index_of,
+        max_checkpoint_age=STATE_DELETE_RETENTION_S / 2,
+        consumer_options=dict(settings.kafka_options),
+    )
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     from agents.delivery.register import register_delivery  # noqa: PLC0415
     from agents.inbox import register_inbox  # noqa: PLC0415
-    from agents.ingest import register_ingest  # noqa: PLC0415 - agents import this module
-    from agents.preferences import register_preferences  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
 
     rewind.install()
@@ -190,38 +200,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     )
     # Before any view is added: Clarion's web server serves Clarion's routes only.
     app.web = ClarionWeb(app)
-    # Offsets of the events topics are committed by the outbox inside its transactions, never
-    # by Faust: acks=False keeps Faust's own commit from running ahead of that output. Events
-    # found off their user's partition come back through the repartition topic (agents/ingest).
-    events_topic = app.topic(
-        topics.events,
-        topics.events_repartition,
-        key_serializer="raw",
-        value_serializer="raw",
-        acks=False,
-    )
-    # Committed by the outbox too: a misplaced record's forward commits with its offset.
-    preferences_topic = app.topic(
-        topics.preferences,
-        topics.preferences_repartition,
-        key_serializer="raw",
-        value_serializer="raw",
-        acks=False,
-    )
-    preferences_table = app.Table(
-        "preferences",
-        key_type=str,
-        value_type=UserPreferences,
-        partitions=settings.partitions,
-        help="Each user's preferences, keyed by user_id.",
-    )
-    dedupe_table = app.Table(
-        "dedupe",
-        key_type=str,
-        partitions=settings.partitions,
-        extra_topic_configs=changelog_config(settings.dedupe_window),
-        help="Event ids and dedupe keys seen within the dedupe window.",
-    )
     # Raw keys and values: rows of tables.inbox_rows, read by prefix from the local store.
     inbox_table = app.Table(
         "inbox",
@@ -240,15 +218,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     if settings.template_dir is not None:
         template_dirs.insert(0, settings.template_dir)
     clock = clock or clock_for(settings.clock_file)
-    timer_table = TransactionalTable(
-        name="timers",
-        changelog_topic=topics.timers,
-        path=settings.data_dir / "timers",
-        bootstrap_servers=settings.bootstrap_servers,
-        index_of=due_index,
-        max_checkpoint_age=TIMERS_DELETE_RETENTION_S / 2,
-        consumer_options=dict(settings.kafka_options),
-    )
+    timer_table = _state_table(settings, "timers", topics.timers, due_index)
+    dedupe_table = _state_table(settings, "dedupe", topics.dedupe_state, seen_index)
+    preferences_table = _state_table(settings, "preferences", topics.preferences_state, no_index)
+    state_tables = [timer_table, dedupe_table, preferences_table]
+    preferences = PreferencesStore(table=preferences_table, partitions=settings.partitions)
     timers = TimerTable(table=timer_table)
     metrics = Metrics()
     writer = OutputWriter(topics=topics, partitions=settings.partitions, metrics=metrics)
@@ -257,36 +231,71 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         writer=writer,
         renderer=renderer,
         timers=timers,
-        preferences=preferences_table,
+        preferences=preferences,
         default_caps=settings.default_caps,
         digest_window_seconds=settings.digest_window,
+    )
+    sweeper = Sweeper(
+        dispatcher=dispatcher, timers=timers, preferences=preferences, clock=clock, metrics=metrics
+    )
+    ledger = DedupeLedger(table=dedupe_table, window=settings.dedupe_window)
+    route_group = f"{settings.group_id}.route"
+    route = RouteRuntime(
+        consumer_config=ConsumerConfig(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=route_group,
+            client_id=f"{settings.group_id}-route",
+            session_timeout=settings.runtime_session_timeout,
+            max_records=settings.commit_batch,
+            options=settings.kafka_options,
+        ),
+        topics=topics,
+        outbox=TransactionalOutbox(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=route_group,
+            source_topic=topics.events,
+            transactional_prefix=f"{settings.group_id}-ingest",
+            max_pending=settings.commit_batch,
+            on_committed=_apply_committed(state_tables),
+            on_dropped=_release_fenced(state_tables),
+            producer_options=dict(settings.kafka_options),
+            max_record_bytes=settings.max_record_bytes,
+            on_oversized=_oversized_to_invalid(writer, topics, settings.max_record_bytes, clock),
+        ),
+        tables=state_tables,
+        router=EventRouter(
+            writer=writer,
+            dispatcher=dispatcher,
+            ledger=ledger,
+            max_event_bytes=settings.max_event_bytes,
+            max_record_bytes=settings.max_record_bytes,
+            clock=clock,
+            max_hold=settings.max_hold,
+            repartition_topic=topics.events_repartition,
+            partitions=settings.partitions,
+        ),
+        updater=PreferencesUpdater(
+            store=preferences,
+            writer=writer,
+            on_changed=sweeper.touch,
+            clock=clock,
+            max_bytes=settings.max_event_bytes,
+            partitions=settings.partitions,
+            repartition_topic=topics.preferences_repartition,
+        ),
+        timers=timers,
+        sweeper=sweeper,
+        ledger=ledger,
+        clock=clock,
+        metrics=metrics,
+        sweep_interval=settings.sweep_interval,
+        legacy_group_id=settings.group_id,
     )
     clarion = Clarion(
         settings=settings,
         app=app,
         topics=topics,
-        events_topic=events_topic,
-        preferences_topic=preferences_topic,
-        preferences_table=preferences_table,
-        dedupe_table=dedupe_table,
-        outbox=TransactionalOutbox(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.group_id,
-            source_topic=topics.events,
-            transactional_prefix=f"{settings.group_id}-ingest",
-            max_pending=settings.commit_batch,
-            changelog_topics=frozenset({dedupe_table.changelog_topic.get_topic_name()}),
-            on_changelog_written=_persisted_offset_recorder(app, dedupe_table),
-            on_committed=_apply_committed(timer_table),
-            on_dropped=lambda partition: timer_table.release([partition]),
-            producer_options=dict(settings.kafka_options),
-            max_record_bytes=settings.max_record_bytes,
-            # The preferences table is a Faust table: its changelog goes through Faust's
-            # producer, which must have it on the broker before the offsets commit.
-            written_elsewhere=frozenset({topics.preferences, topics.preferences_repartition}),
-            flush_elsewhere=lambda: app.producer.flush(),  # noqa: PLW0108 - created lazily
-            on_oversized=_oversized_to_invalid(writer, topics, settings.max_record_bytes, clock),
-        ),
+        preferences=preferences,
         writer=writer,
         renderer=renderer,
         timer_table=timer_table,
@@ -294,18 +303,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         inbox_feed=InboxFeed(),
         status_table=status_table,
         dispatcher=dispatcher,
-        sweeper=Sweeper(
-            dispatcher=dispatcher,
-            timers=timers,
-            preferences=preferences_table,
-            clock=clock,
-            metrics=metrics,
-        ),
+        route=route,
         clock=clock,
         metrics=metrics,
     )
-    register_preferences(clarion)
-    register_ingest(clarion)
+    register_runtime(app, route, "clarion.route")
     register_delivery(clarion)
     register_inbox(clarion)
     register_web(clarion)

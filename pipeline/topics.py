@@ -51,6 +51,16 @@ class TopicNames:
         return f"{self.prefix}timers"
 
     @property
+    def dedupe_state(self) -> str:
+        """Changelog of the event ids and dedupe keys seen, written in transactions."""
+        return f"{self.prefix}state.dedupe"
+
+    @property
+    def preferences_state(self) -> str:
+        """Changelog of the preferences routing reads, written in transactions."""
+        return f"{self.prefix}state.preferences"
+
+    @property
     def inbox_commands(self) -> str:
         """Read marks for in-app notifications, published by the web API, keyed by user."""
         return f"{self.prefix}inbox.commands"
@@ -68,6 +78,8 @@ class TopicNames:
             self.events_repartition,
             self.preferences_repartition,
             self.timers,
+            self.dedupe_state,
+            self.preferences_state,
             self.inbox_commands,
             self.retry,
             self.dlq,

@@ -42,6 +42,10 @@ _RECOVERY_POLL_MS = 500
 IndexOf = Callable[[bytes, bytes], bytes | None]
 
 
+def no_index(key: bytes, value: bytes) -> None:
+    """For tables read by key only."""
+
+
 class NotReadyError(RuntimeError):
     """The partition is not assigned to this worker or its recovery has not finished."""
 

@@ -6,8 +6,7 @@
   a crash repeats the attempt (same notification id, so the provider's idempotency key
   recognises it) rather than losing it.
 * ``clarion.deliver.in_app`` is stored in the user's inbox table (agents/inbox.py).
-* ``clarion.retry``: each failed Delivery becomes a row of the timers table, due at its
-  ``not_before``; the sweep puts it back on its channel topic. Nothing sleeps.
+* ``clarion.retry``: read by the route runtime (agents/retry.py).
 * ``clarion.status``: the history of every notification, in a table keyed by its id.
 """
 
@@ -27,13 +26,10 @@ from agents.delivery.providers import build_providers
 from agents.delivery.providers.base import Provider
 from agents.delivery.providers.smtp import SmtpProvider
 from agents.delivery.ratelimit import TokenBucket
-from agents.dispatch import millis
 from agents.records_out import encode_records, utc_iso
-from pipeline.kafka.outbox import OutboxCommitError, OutRecord
+from pipeline.kafka.outbox import OutRecord
 from pipeline.kafka.partitioner import partition_for_key
-from schemas.timestamps import parse_timestamp
 from tables.status_history import append_status
-from tables.timers import retry_key
 
 if TYPE_CHECKING:
     import faust
@@ -49,7 +45,6 @@ def register_delivery(clarion: Clarion) -> None:
     providers = build_providers(clarion.settings.providers)
     for channel in EXTERNAL_CHANNELS:
         _register_channel(clarion, channel, _sender(clarion, channel, providers[channel]))
-    _register_retry(clarion)
     _register_status(clarion)
 
     @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]
@@ -89,12 +84,16 @@ def _sender(clarion: Clarion, channel: str, provider: Provider) -> ChannelSender
 
 def _forget_push_token(clarion: Clarion) -> ForgetAddress:
     """A preferences update without the dead token, published like any producer's update."""
-    table = clarion.preferences_table
+    store = clarion.preferences
     topic = clarion.topics.preferences
 
     def forget(delivery: dict[str, Any], token: str) -> OutRecord | None:
         user_id = delivery["user_id"]
-        current = table.get(user_id)
+        if not store.holds(user_id):
+            # Another worker routes this user: it holds the preferences to rewrite.
+            logger.warning("push token of %r not removed: preferences held elsewhere", user_id)
+            return None
+        current = store.get(user_id)
         if current is None or current.addresses is None:
             return None
         tokens = list(current.addresses.push_tokens or ())
@@ -166,34 +165,6 @@ def unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
         offset=message.offset,
         at=utc_iso(clarion.clock()),
     )
-
-
-def _register_retry(clarion: Clarion) -> None:
-    app = clarion.app
-    outbox, timers = clarion.outbox, clarion.dispatcher.timers
-    topic = app.topic(clarion.topics.retry, key_serializer="raw", value_serializer="raw")
-
-    @app.agent(topic, name="clarion.retry")
-    async def schedule(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            message = event.message
-            partition = message.partition
-            try:
-                delivery = orjson.loads(message.value)
-                not_before = parse_timestamp(delivery.get("not_before") or "")
-                due = millis(not_before) if not_before else millis(clarion.clock())
-                key = retry_key(delivery["user_id"], delivery["notification_id"])
-                records = [timers.put(partition, key, {"due": due, "delivery": delivery})]
-                timers.stage(partition, records)
-                outbox.add_unsourced(partition, records)
-                # Committed before this retry record is acknowledged: a crash in between
-                # schedules it again under the same key, which changes nothing.
-                await outbox.flush(partition)
-            except OutboxCommitError as exc:
-                await app.crash(exc)
-            except Exception as exc:
-                logger.exception("retry %d@%d could not be scheduled", partition, message.offset)
-                await publish(app, [unprocessable(clarion, message, exc)])
 
 
 def _register_status(clarion: Clarion) -> None:

@@ -27,7 +27,7 @@ def register_web(clarion: Clarion) -> None:
     owners = Owners(
         app=clarion.app,
         partitions=clarion.settings.partitions,
-        table_topic=clarion.preferences_table.changelog_topic.get_topic_name(),
+        table_topic=clarion.status_table.changelog_topic.get_topic_name(),
     )
 
     @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]

@@ -26,7 +26,6 @@ _BROKER_CHECK_TTL = 5.0
 
 def register_health(clarion: Clarion) -> None:
     app = clarion.app
-    events_topic = clarion.topics.events
     last_broker_ok = 0.0
 
     client: AIOKafkaClient | None = None
@@ -63,14 +62,13 @@ def register_health(clarion: Clarion) -> None:
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:  # noqa: ARG001
         tps = assignment()
-        assigned = sorted(tp.partition for tp in tps or () if tp.topic == events_topic)
-        waiting = [p for p in assigned if not clarion.timer_table.is_ready(p)]
+        route = clarion.route
         checks = {
-            "consumer_started": tps is not None,
+            "consumer_started": tps is not None and route.started,
             "broker_reachable": await broker_reachable(),
             "assignment_settled": not app.rebalancing,
             "tables_recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]
-            "timers_recovered": not waiting,
+            "timers_recovered": route.recovered,
         }
-        body = {"ready": all(checks.values()), "checks": checks, "partitions": assigned}
+        body = {"ready": all(checks.values()), "checks": checks, "partitions": route.owned}
         return json_response(web, body, status=200 if body["ready"] else 503)

@@ -70,7 +70,7 @@ class Owners:
             return await handler(web, request, partition)
         owner = self.owner_url(partition)
         if owner is None or request.headers.get(FORWARDED):
-            return _moving(web, partition)
+            return moving(web, partition)
         return await self._forward(web, request, owner)
 
     async def _forward(self, web: Any, request: Any, owner: URL) -> Any:
@@ -95,7 +95,7 @@ class Owners:
             return error_response(web, 502, "owner unreachable", f"{owner}: {exc!r}")
 
 
-def _moving(web: Any, partition: int) -> Any:
+def moving(web: Any, partition: int) -> Any:
     response = error_response(
         web,
         503,

@@ -19,13 +19,14 @@ import faust
 import orjson
 
 from agents.dispatch import iso_from_millis
-from pipeline.web.owners import FORWARDED, Owners
+from pipeline.web.owners import FORWARDED, Owners, moving
 from pipeline.web.responses import error_response, json_response
 from tables.inbox import InvalidCursorError
 from tables.inbox_rows import UserInbox
 from tables.rows import TableRows
 from tables.status_history import current_status
 from tables.timers import DIGEST, item_prefix, user_prefix
+from tables.txstore import NotReadyError
 from tables.user_notifications import user_notifications_prefix
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ def register_views(clarion: Clarion, owners: Owners, authorize: Authorize) -> No
                     return await answer(web, request, key, partition)
                 except BadRequestError as exc:
                     return error_response(web, 400, "bad request", str(exc))
+                except NotReadyError:
+                    # Assigned here, its state still being recovered (or just moved away).
+                    return moving(web, partition)
 
             return await owners.answer(web, request, key, here)
 
@@ -97,7 +101,7 @@ class _Views:
         self.timers = clarion.dispatcher.timers
 
     async def preferences(self, web: Any, _request: Any, user_id: str, _partition: int) -> Any:
-        found = self.clarion.preferences_table.get(user_id)
+        found = self.clarion.preferences.get(user_id)
         if found is None:
             return error_response(web, 404, "not found", f"no preferences for user {user_id!r}")
         return json_response(web, found.asdict())
