@@ -16,7 +16,7 @@ def register_web(clarion: Clarion) -> None:
     from pipeline.web.ingest import register_ingest_http  # noqa: PLC0415
     from pipeline.web.metrics import register_metrics  # noqa: PLC0415
     from pipeline.web.openapi import register_openapi  # noqa: PLC0415
-    from pipeline.web.owners import Owners  # noqa: PLC0415
+    from pipeline.web.owners import AssignorOwners, Owners  # noqa: PLC0415
     from pipeline.web.views import register_views  # noqa: PLC0415
 
     keys = api_keys_for(clarion)
@@ -25,9 +25,11 @@ def register_web(clarion: Clarion) -> None:
         return await check_key(keys, web, request, scope)
 
     owners = Owners(
-        app=clarion.app,
+        source=AssignorOwners(
+            app=clarion.app,
+            table_topic=clarion.preferences_table.changelog_topic.get_topic_name(),
+        ),
         partitions=clarion.settings.partitions,
-        table_topic=clarion.preferences_table.changelog_topic.get_topic_name(),
     )
 
     @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]

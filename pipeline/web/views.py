@@ -171,7 +171,7 @@ class _Views:
             partition = self.owners.partition_of(notification_id)
             if self.owners.is_local(partition):
                 found.update(self.local_statuses([notification_id]))
-            elif (owner := self.owners.owner_url(partition)) is not None:
+            elif (owner := await self.owners.owner_url(partition)) is not None:
                 remote[str(owner)].append(notification_id)
         headers = {FORWARDED: "1"}
         if "Authorization" in request.headers:

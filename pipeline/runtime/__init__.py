@@ -1,0 +1,1 @@
+"""The batch runtime: a plain aiokafka consumer group carrying the hot path."""
