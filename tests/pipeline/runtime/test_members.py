@@ -11,11 +11,17 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from yarl import URL
 
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.local import LocalKafka
-from pipeline.runtime.members import GroupOwners, advertised_url, member_client_id
+from pipeline.runtime.members import (
+    GroupOwners,
+    advertised_url,
+    member_client_id,
+    owners_from_description,
+)
 from pipeline.web.owners import OwnerSource
 
 PARTITIONS = 4
@@ -43,6 +49,36 @@ def test_the_client_id_uses_only_characters_kafka_treats_as_plain() -> None:
 @pytest.mark.parametrize("client_id", ["aiokafka-0.14.0", "clarion.bad_zz", "clarion.a_", ""])
 def test_other_client_ids_name_no_url(client_id: str) -> None:
     assert advertised_url(client_id) is None
+
+
+def _member(client_id: str, assignment: list[tuple[str, list[int]]]) -> dict[str, object]:
+    raw = ConsumerProtocolMemberAssignment(0, assignment, b"").encode() if assignment else b""
+    return {"member_id": client_id, "client_id": client_id, "member_assignment": raw}
+
+
+def test_owners_come_from_the_assignment_of_the_topic_asked_about() -> None:
+    description = {
+        "protocol_type": "consumer",
+        "members": [
+            _member(member_client_id(URL_A), [("events", [0, 1]), ("prefs", [0, 1])]),
+            _member(member_client_id(URL_B), [("events", [2, 3]), ("prefs", [2, 3])]),
+            _member("someone-else", [("events", [9])]),  # not a runtime member: no URL
+        ],
+    }
+
+    assert owners_from_description(description, "events") == {
+        0: URL(URL_A),
+        1: URL(URL_A),
+        2: URL(URL_B),
+        3: URL(URL_B),
+    }
+
+
+def test_a_rebalancing_group_names_no_owner() -> None:
+    # The broker sends assignments only for a stable group.
+    description = {"protocol_type": "consumer", "members": [_member(member_client_id(URL_A), [])]}
+
+    assert owners_from_description(description, "events") == {}
 
 
 def test_local_partitions_are_the_ones_the_runtime_reports() -> None:
