@@ -21,6 +21,7 @@ from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
 from pipeline.metrics import Metrics
+from pipeline.runtime.members import GroupOwners, member_client_id
 from pipeline.runtime.route import ConsumerConfig, RouteRuntime
 from pipeline.runtime.service import register_runtime
 from pipeline.settings import Settings
@@ -97,6 +98,7 @@ class Clarion:
     status_table: Any
     dispatcher: Dispatcher
     route: RouteRuntime
+    route_owners: GroupOwners
     clock: Clock
     metrics: Metrics
 
@@ -176,6 +178,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     isolation.install()
     resume_order.install()
     topics = TopicNames(prefix=settings.topic_prefix)
+    advertised = settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}"
     app = faust.App(
         # Faust names its changelogs and leader topic after the app id: the prefix keeps them
         # beside Clarion's own topics (one ACL, one deployment's topics apart from another's).
@@ -188,7 +191,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,
-        canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
+        canonical_url=advertised,
         producer_acks=-1,
         autodiscover=False,
         table_cleanup_interval=60.0,
@@ -240,11 +243,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     )
     ledger = DedupeLedger(table=dedupe_table, window=settings.dedupe_window)
     route_group = f"{settings.group_id}.route"
+    route_owners = GroupOwners(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=route_group,
+        topic=topics.events,
+        client_options=settings.kafka_options,
+    )
     route = RouteRuntime(
         consumer_config=ConsumerConfig(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=route_group,
-            client_id=f"{settings.group_id}-route",
+            # Other workers find this one's web server from it (the views' owner routing).
+            client_id=member_client_id(advertised),
             session_timeout=settings.runtime_session_timeout,
             max_records=settings.commit_batch,
             options=settings.kafka_options,
@@ -290,6 +300,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         metrics=metrics,
         sweep_interval=settings.sweep_interval,
         legacy_group_id=settings.group_id,
+        on_owned=route_owners.set_local,
     )
     clarion = Clarion(
         settings=settings,
@@ -304,6 +315,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         status_table=status_table,
         dispatcher=dispatcher,
         route=route,
+        route_owners=route_owners,
         clock=clock,
         metrics=metrics,
     )

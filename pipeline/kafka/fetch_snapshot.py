@@ -19,8 +19,15 @@ from typing import Any
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-# Typed loosely: Faust annotates the partitions as a set, aiokafka takes any container.
-_original: Any = AIOKafkaConsumerThread._fetch_records
+from pipeline.kafka.patching import original_method
+
+_PATCH = __name__
+# The method as Faust defines it, and its parameters as this patch calls it (and takes).
+TARGET = "_fetch_records"
+TARGET_PARAMETERS = ("self", "consumer", "active_partitions", "timeout", "max_records")
+# Faust's, found (and checked) by install(). Typed loosely: Faust annotates the partitions
+# as a set, aiokafka takes any container.
+_original: Any = None
 
 
 def split_fetched(
@@ -61,6 +68,19 @@ async def _fetch_snapshot(
 
 
 def install() -> None:
-    """Patch Faust's aiokafka consumer thread once per process (idempotent)."""
-    if AIOKafkaConsumerThread._fetch_records is not _fetch_snapshot:
-        AIOKafkaConsumerThread._fetch_records = _fetch_snapshot  # type: ignore[method-assign,assignment]
+    """Patch Faust's aiokafka consumer thread once per process (idempotent).
+
+    Raises :class:`~pipeline.kafka.patching.PatchTargetError` when the Faust installed no
+    longer has the method in the shape this patch wraps.
+    """
+    global _original  # noqa: PLW0603 - found once, at install time, and checked
+    if vars(AIOKafkaConsumerThread).get(TARGET) is _fetch_snapshot:
+        return
+    _original = original_method(
+        AIOKafkaConsumerThread,
+        TARGET,
+        parameters=TARGET_PARAMETERS,
+        coroutine=True,
+        patch=_PATCH,
+    )
+    AIOKafkaConsumerThread._fetch_records = _fetch_snapshot  # type: ignore[method-assign,assignment]

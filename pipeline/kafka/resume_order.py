@@ -15,6 +15,13 @@ from typing import Any
 
 from faust.tables.recovery import Recovery
 
+from pipeline.kafka.patching import original_method
+
+_PATCH = __name__
+# The recovery steps that resume stream partitions, and the parameters this patch passes.
+TARGETS = ("on_recovery_completed", "_resume_streams")
+TARGET_PARAMETERS = ("self", "generation_id")
+
 RecoveryStep = Callable[..., Awaitable[None]]
 
 
@@ -42,14 +49,30 @@ def resuming_partitions_last(original: RecoveryStep) -> RecoveryStep:
     return resume_after_clear
 
 
-_patched = {
-    name: resuming_partitions_last(getattr(Recovery, name))
-    for name in ("on_recovery_completed", "_resume_streams")
-}
+# Name → Faust's step and the patched one, filled by install().
+_originals: dict[str, RecoveryStep] = {}
+_patched: dict[str, RecoveryStep] = {}
 
 
 def install() -> None:
-    """Patch Faust's table recovery once per process (idempotent)."""
-    for name, patched in _patched.items():
-        if getattr(Recovery, name) is not patched:
-            setattr(Recovery, name, patched)
+    """Patch Faust's table recovery once per process (idempotent).
+
+    Raises :class:`~pipeline.kafka.patching.PatchTargetError` when the Faust installed no
+    longer has a step in the shape this patch wraps; then none is patched.
+    """
+    pending = [
+        name
+        for name in TARGETS
+        if name not in _patched or vars(Recovery).get(name) is not _patched[name]
+    ]
+    # Every step checked before any is patched: a half-patched recovery is worse than none.
+    originals = {
+        name: original_method(
+            Recovery, name, parameters=TARGET_PARAMETERS, coroutine=True, patch=_PATCH
+        )
+        for name in pending
+    }
+    for name, original in originals.items():
+        _originals[name] = original
+        _patched[name] = resuming_partitions_last(original)
+        setattr(Recovery, name, _patched[name])

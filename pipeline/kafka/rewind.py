@@ -15,8 +15,15 @@ from typing import Any
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+from pipeline.kafka.patching import original_method, require_attribute
+
 _FAUST_INTERNAL = ("-changelog", "__assignor-__leader")
-_original = AIOKafkaConsumerThread.seek_to_committed
+_PATCH = __name__
+# The method as Faust defines it, and its parameters as this patch calls it.
+TARGET = "seek_to_committed"
+TARGET_PARAMETERS = ("self",)
+# Faust's, found (and checked) by install().
+_original: Any = None
 
 
 async def _seek_to_committed_or_beginning(self: AIOKafkaConsumerThread) -> Mapping[Any, int]:
@@ -33,6 +40,22 @@ async def _seek_to_committed_or_beginning(self: AIOKafkaConsumerThread) -> Mappi
 
 
 def install() -> None:
-    """Patch Faust's aiokafka consumer thread once per process (idempotent)."""
-    if AIOKafkaConsumerThread.seek_to_committed is not _seek_to_committed_or_beginning:
-        AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_beginning  # type: ignore[method-assign]
+    """Patch Faust's aiokafka consumer thread once per process (idempotent).
+
+    Raises :class:`~pipeline.kafka.patching.PatchTargetError` when the Faust installed no
+    longer has the method in the shape this patch wraps.
+    """
+    global _original  # noqa: PLW0603 - found once, at install time, and checked
+    if vars(AIOKafkaConsumerThread).get(TARGET) is _seek_to_committed_or_beginning:
+        return
+    original = original_method(
+        AIOKafkaConsumerThread,
+        TARGET,
+        parameters=TARGET_PARAMETERS,
+        coroutine=True,
+        patch=_PATCH,
+    )
+    for used in ("_ensure_consumer", "call_thread"):
+        require_attribute(AIOKafkaConsumerThread, used, patch=_PATCH)
+    _original = original
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_beginning  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ def register_web(clarion: Clarion) -> None:
     from pipeline.web.ingest import register_ingest_http  # noqa: PLC0415
     from pipeline.web.metrics import register_metrics  # noqa: PLC0415
     from pipeline.web.openapi import register_openapi  # noqa: PLC0415
-    from pipeline.web.owners import Owners  # noqa: PLC0415
+    from pipeline.web.owners import AssignorOwners, Owners  # noqa: PLC0415
     from pipeline.web.views import register_views  # noqa: PLC0415
 
     keys = api_keys_for(clarion)
@@ -24,19 +24,26 @@ def register_web(clarion: Clarion) -> None:
     async def authorize(web: Any, request: Any, scope: str) -> Any:
         return await check_key(keys, web, request, scope)
 
+    # Status histories and inboxes are Faust tables: Faust's assignor says who holds them.
     owners = Owners(
-        app=clarion.app,
+        source=AssignorOwners(
+            app=clarion.app,
+            table_topic=clarion.status_table.changelog_topic.get_topic_name(),
+        ),
         partitions=clarion.settings.partitions,
-        table_topic=clarion.status_table.changelog_topic.get_topic_name(),
     )
+    # Preferences and timers live in the route runtime's group.
+    user_state_owners = Owners(source=clarion.route_owners, partitions=clarion.settings.partitions)
 
     @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_owner_connections(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
         await owners.close()
+        await user_state_owners.close()
+        await clarion.route_owners.close()
 
     register_health(clarion)
     register_metrics(clarion)
     register_ingest_http(clarion)
-    register_views(clarion, owners, authorize)
+    register_views(clarion, owners, user_state_owners, authorize)
     register_inbox_live(clarion, owners, authorize)
     register_openapi(clarion)

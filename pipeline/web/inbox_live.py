@@ -87,7 +87,7 @@ def register_inbox_live(clarion: Clarion, owners: Owners, authorize: Authorize) 
             return denied
         partition = owners.partition_of(user_id)
         if not owners.is_local(partition):
-            owner = owners.owner_url(partition)
+            owner = await owners.owner_url(partition)
             if owner is None:
                 return error_response(web, 503, "partition moving", "retry shortly")
             location = request.url.with_scheme(owner.scheme).with_host(owner.host or "")

@@ -1,17 +1,22 @@
 """Which worker holds a key, and forwarding a request to it.
 
-Every table and user-keyed topic has ``CLARION_PARTITIONS`` partitions and Faust's assignor
-gives partition *p* of all of them to one worker, so the owner of a key is the owner of
+Every table and user-keyed topic has ``CLARION_PARTITIONS`` partitions and one worker holds
+partition *p* of all of them, so the owner of a key is the owner of
 ``murmur2(key) % partitions``: for a user id, where its events and preferences go; for a
 notification id, where its status records go. Faust's own ``table_route`` cannot be used: it
 hashes the JSON-serialised key, while Clarion partitions by the raw key bytes.
+
+Who holds *p* depends on which consumer group assigns it, so :class:`Owners` asks an
+:class:`OwnerSource`: :class:`AssignorOwners` for partitions Faust assigns (its tables, such
+as status and inbox), :class:`pipeline.runtime.members.GroupOwners` for partitions the batch
+runtime's own consumer group assigns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from faust.types import TP
@@ -31,12 +36,44 @@ _PASSED_HEADERS = ("Authorization", "Accept", "Content-Type", "Last-Event-ID")
 Handler = Callable[[Any, Any, int], Awaitable[Any]]
 
 
+class OwnerSource(Protocol):
+    """Who holds a partition, as one consumer group sees it."""
+
+    def is_local(self, partition: int) -> bool:
+        """Whether this worker holds ``partition`` now: answered without any I/O."""
+        ...
+
+    async def owner_url(self, partition: int) -> URL | None:
+        """The web URL of the worker holding ``partition``; ``None`` while it is moving.
+
+        Asynchronous because a source may have to ask the broker (briefly, bounded).
+        """
+        ...
+
+
 @dataclass(kw_only=True)
-class Owners:
+class AssignorOwners:
+    """Owners as Faust's assignor distributed them, for partitions of Faust's tables."""
+
     app: Any
-    partitions: int
     # Any changelog topic of a Clarion table: its distribution names every partition's owner.
     table_topic: str
+
+    def is_local(self, partition: int) -> bool:
+        assigned: set[TP] = self.app.assignor.assigned_actives()
+        return TP(self.table_topic, partition) in assigned
+
+    async def owner_url(self, partition: int) -> URL | None:
+        for url, topics in self.app.assignor.changelog_distribution.items():
+            if partition in topics.get(self.table_topic, ()):
+                return URL(url)
+        return None
+
+
+@dataclass(kw_only=True)
+class Owners:
+    source: OwnerSource
+    partitions: int
     _session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -54,21 +91,17 @@ class Owners:
         return partition_for_key(key.encode(), self.partitions)
 
     def is_local(self, partition: int) -> bool:
-        assigned: set[TP] = self.app.assignor.assigned_actives()
-        return TP(self.table_topic, partition) in assigned
+        return self.source.is_local(partition)
 
-    def owner_url(self, partition: int) -> URL | None:
-        for url, topics in self.app.assignor.changelog_distribution.items():
-            if partition in topics.get(self.table_topic, ()):
-                return URL(url)
-        return None
+    async def owner_url(self, partition: int) -> URL | None:
+        return await self.source.owner_url(partition)
 
     async def answer(self, web: Any, request: Any, key: str, handler: Handler) -> Any:
         """Run ``handler`` here if this worker holds ``key``, else return the owner's answer."""
         partition = self.partition_of(key)
         if self.is_local(partition):
             return await handler(web, request, partition)
-        owner = self.owner_url(partition)
+        owner = await self.owner_url(partition)
         if owner is None or request.headers.get(FORWARDED):
             return moving(web, partition)
         return await self._forward(web, request, owner)

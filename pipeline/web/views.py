@@ -43,12 +43,16 @@ class BadRequestError(ValueError):
     """A query parameter the caller must fix; the message says how."""
 
 
-def register_views(clarion: Clarion, owners: Owners, authorize: Authorize) -> None:
+def register_views(
+    clarion: Clarion, owners: Owners, user_state_owners: Owners, authorize: Authorize
+) -> None:
+    """``owners``: of the Faust tables (status, inbox); ``user_state_owners``: of the route
+    runtime's state (preferences, timers)."""
     app = clarion.app
     views = _Views(clarion=clarion, owners=owners)
 
     def read_view(
-        answer: Callable[[Any, Any, str, int], Awaitable[Any]],
+        answer: Callable[[Any, Any, str, int], Awaitable[Any]], owners: Owners = owners
     ) -> Callable[..., Awaitable[Any]]:
         """A GET view on one key: authorised, routed to the owner, bad input made a 400."""
 
@@ -71,11 +75,12 @@ def register_views(clarion: Clarion, owners: Owners, authorize: Authorize) -> No
 
         return get
 
-    app.page("/users/{user_id}/preferences")(read_view(views.preferences))
-    app.page("/users/{user_id}/notifications")(read_view(views.notifications))
+    on_route = user_state_owners
+    app.page("/users/{user_id}/preferences")(read_view(views.preferences, on_route))
+    app.page("/users/{user_id}/notifications")(read_view(views.notifications, on_route))
     app.page("/notifications/{notification_id}")(read_view(views.notification))
     app.page("/users/{user_id}/inbox")(read_view(views.inbox))
-    app.page("/users/{user_id}/digests/pending")(read_view(views.pending_digests))
+    app.page("/users/{user_id}/digests/pending")(read_view(views.pending_digests, on_route))
 
     @app.page("/internal/statuses")
     class LocalStatuses(faust.web.View):
@@ -175,7 +180,7 @@ class _Views:
             partition = self.owners.partition_of(notification_id)
             if self.owners.is_local(partition):
                 found.update(self.local_statuses([notification_id]))
-            elif (owner := self.owners.owner_url(partition)) is not None:
+            elif (owner := await self.owners.owner_url(partition)) is not None:
                 remote[str(owner)].append(notification_id)
         headers = {FORWARDED: "1"}
         if "Authorization" in request.headers:
