@@ -15,7 +15,8 @@ from pipeline.kafka.outbox import OutRecord
 from pipeline.kafka.partitioner import partition_for_key
 from schemas.records import Delivery, StatusChange, UserPreferences
 from tables.dedupe import DedupeLedger
-from tests.helpers.timers import TOPICS, dispatcher, local_timer_table
+from tables.txstore import TransactionalTable
+from tests.helpers.timers import TOPICS, dispatcher, local_dedupe_table, local_timer_table
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # Where murmur2 puts ann among 8 partitions: her events are read there, not forwarded.
@@ -23,8 +24,8 @@ ANN = partition_for_key(b"ann", 8)
 
 
 @pytest.fixture
-def dedupe_table() -> dict[str, list[Any]]:
-    return {}
+def dedupe_table(tmp_path: Path) -> TransactionalTable:
+    return local_dedupe_table(tmp_path / "dedupe")
 
 
 @pytest.fixture
@@ -43,13 +44,12 @@ def preferences() -> dict[str, UserPreferences]:
 
 @pytest.fixture
 def router(
-    dedupe_table: dict[str, list[Any]], preferences: dict[str, UserPreferences], tmp_path: Path
+    dedupe_table: TransactionalTable, preferences: dict[str, UserPreferences], tmp_path: Path
 ) -> EventRouter:
     return EventRouter(
         writer=OutputWriter(topics=TOPICS, partitions=8),
-        dispatcher=dispatcher(local_timer_table(tmp_path), preferences),
+        dispatcher=dispatcher(local_timer_table(tmp_path / "timers"), preferences),
         ledger=DedupeLedger(table=dedupe_table, window=3600.0),
-        dedupe_changelog="c-dedupe-changelog",
         max_event_bytes=4096,
         clock=lambda: NOW,
         repartition_topic=TOPICS.events_repartition,
@@ -88,7 +88,7 @@ def test_routed_event_gives_accepted_then_a_delivery_and_queued_per_target(
         *(["c.deliver.email", "c.status", "c.timers"]),
         *(["c.deliver.push", "c.status", "c.timers"] * 2),
         *(["c.deliver.in_app", "c.status", "c.timers"]),
-        "c-dedupe-changelog",
+        TOPICS.dedupe_state,
     ]
     deliveries = [v for t, v in decoded(out) if t.startswith("c.deliver.")]
     assert [d["address"] for d in deliveries] == ["ann@example.com", "t1", "t2", "ann"]
@@ -137,10 +137,10 @@ def test_second_event_with_the_same_id_is_a_duplicate(router: EventRouter) -> No
 
 def test_dedupe_entries_go_to_the_changelog_in_the_events_partition(router: EventRouter) -> None:
     out = router.process(message(event(dedupe_key="k"), offset=4))
-    changes = [r for r in out if r.topic == "c-dedupe-changelog"]
-    assert [(r.partition, orjson.loads(r.key)) for r in changes] == [
-        (ANN, "ann\x1fe\x1fe1"),
-        (ANN, "ann\x1fk\x1fk"),
+    changes = [r for r in out if r.topic == TOPICS.dedupe_state]
+    assert [(r.partition, r.key) for r in changes] == [
+        (ANN, b"ann\x1fe\x1fe1"),
+        (ANN, b"ann\x1fk\x1fk"),
     ]
     assert [orjson.loads(r.value)[1:] for r in changes] == [[ANN, 4], [ANN, 4]]
 
@@ -152,11 +152,11 @@ def test_all_channels_opted_out_is_suppressed_with_the_reasons(router: EventRout
 
 
 def test_unknown_template_is_rejected_and_not_remembered(
-    router: EventRouter, dedupe_table: dict[str, list[Any]]
+    router: EventRouter, dedupe_table: TransactionalTable
 ) -> None:
     out = decoded(router.process(message(event(template="nope", title=None, body=None), offset=1)))
     assert "nope" in out[0][1]["error"]
-    assert dedupe_table == {}
+    assert list(dedupe_table.scan(ANN, b"")) == []
     # The producer fixes the event and sends it again under the same id: it goes through.
     fixed = decoded(router.process(message(event(), offset=2)))
     assert fixed[0][1]["status"] == "accepted"

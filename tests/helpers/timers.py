@@ -1,4 +1,4 @@
-"""A timers table and dispatcher on a temporary RocksDB, with no broker behind them."""
+"""Transactional tables and a dispatcher on a temporary RocksDB, with no broker behind them."""
 
 from __future__ import annotations
 
@@ -12,23 +12,35 @@ from pipeline.app import BUILTIN_TEMPLATES
 from pipeline.kafka.outbox import OutRecord
 from pipeline.topics import TopicNames
 from schemas.records import UserPreferences
+from tables.dedupe import seen_index
 from tables.timers import TimerTable, due_index
-from tables.txstore import TransactionalTable
+from tables.txstore import IndexOf, TransactionalTable
 
 TOPICS = TopicNames(prefix="c.")
 
 
-def local_timer_table(path: Path, partitions: range = range(8)) -> TransactionalTable:
+def local_table(
+    path: Path, *, topic: str, index_of: IndexOf, partitions: range = range(8)
+) -> TransactionalTable:
+    """A transactional table on a temporary RocksDB, serving ``partitions``."""
     table = TransactionalTable(
-        name="timers",
-        changelog_topic=TOPICS.timers,
+        name=path.name,
+        changelog_topic=topic,
         path=path,
         bootstrap_servers="unused:9092",
-        index_of=due_index,
+        index_of=index_of,
         max_checkpoint_age=3600.0,
     )
     table.assume_recovered(partitions)
     return table
+
+
+def local_timer_table(path: Path, partitions: range = range(8)) -> TransactionalTable:
+    return local_table(path, topic=TOPICS.timers, index_of=due_index, partitions=partitions)
+
+
+def local_dedupe_table(path: Path) -> TransactionalTable:
+    return local_table(path, topic=TOPICS.dedupe_state, index_of=seen_index)
 
 
 def dispatcher(
