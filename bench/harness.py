@@ -276,8 +276,8 @@ async def measure_worker(
     broker: BenchBroker, topic: str, total: int, worker: subprocess.Popen[bytes]
 ) -> float:
     """Events per second from the worker's first committed batch to its last."""
-    # The group is named under the topic prefix (Settings.group_id), not the bare app id.
-    group = broker.settings.group_id
+    # The route runtime's group commits the events topic (Settings.route_group_id).
+    group = broker.settings.route_group_id
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
     try:

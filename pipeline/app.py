@@ -21,6 +21,7 @@ from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
 from pipeline.metrics import Metrics
+from pipeline.roles import ROUTE
 from pipeline.runtime.members import GroupOwners, member_client_id
 from pipeline.runtime.route import ConsumerConfig, RouteRuntime
 from pipeline.runtime.service import register_runtime
@@ -242,7 +243,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         dispatcher=dispatcher, timers=timers, preferences=preferences, clock=clock, metrics=metrics
     )
     ledger = DedupeLedger(table=dedupe_table, window=settings.dedupe_window)
-    route_group = f"{settings.group_id}.route"
+    route_group = settings.route_group_id
     route_owners = GroupOwners(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=route_group,
@@ -319,7 +320,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         clock=clock,
         metrics=metrics,
     )
-    register_runtime(app, route, "clarion.route")
+    if ROUTE in settings.roles:
+        register_runtime(app, route, "clarion.route")
     register_delivery(clarion)
     register_inbox(clarion)
     register_web(clarion)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,7 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clarion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("dev", help="local Kafka broker + topics + one worker; Ctrl-C stops all")
-    commands.add_parser("worker", help="one worker against CLARION_BROKER")
+    worker = commands.add_parser("worker", help="one worker against CLARION_BROKER")
+    worker.add_argument(
+        "--roles",
+        help="what this worker runs: route, deliver:email, deliver:sms, deliver:push, "
+        "deliver:webhook, deliver (every channel); comma-separated; default all "
+        "(CLARION_ROLES)",
+    )
 
     send = commands.add_parser("send", help="publish events (JSON argument, or stdin)")
     send.add_argument(
@@ -247,7 +254,10 @@ def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        env = dict(os.environ)
+        if getattr(args, "roles", None):
+            env["CLARION_ROLES"] = args.roles
+        settings = Settings.from_env(env)
         ApiKeys.parse(settings.api_keys)  # refused here rather than by a starting worker
     except (SettingsError, ProviderConfigError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 from agents.delivery.providers.config import ProvidersConfig
 from agents.delivery.tuning import DeliveryTuning
 from pipeline.kafka.outbox import DEFAULT_MAX_RECORD_BYTES
+from pipeline.roles import ALL_ROLES, RolesError, parse_roles
 from schemas.hold_horizon import DEFAULT_MAX_HOLD
 from schemas.records import CHANNELS
 
@@ -62,6 +63,13 @@ def _caps(env: Mapping[str, str], name: str) -> dict[str, int]:
 
 # CLARION_KAFKA_* variables that are Clarion's own settings, not Kafka client options.
 _OWN_KAFKA_SETTINGS = frozenset({"CLARION_KAFKA_CACHE"})
+
+
+def _roles(env: Mapping[str, str]) -> frozenset[str]:
+    try:
+        return parse_roles(env.get("CLARION_ROLES"))
+    except RolesError as exc:
+        raise SettingsError(f"CLARION_ROLES: {exc}") from None
 
 
 def _kafka_options(env: Mapping[str, str]) -> dict[str, str]:
@@ -120,12 +128,18 @@ class Settings:
     providers: ProvidersConfig = field(default_factory=ProvidersConfig)
     delivery: DeliveryTuning = field(default_factory=DeliveryTuning)
     kafka_options: Mapping[str, str] = field(default_factory=dict)
+    roles: frozenset[str] = frozenset(ALL_ROLES)
 
     @property
     def group_id(self) -> str:
         """Consumer group, Faust app id and transactional-id prefix: under the topic prefix,
         so that two deployments with different prefixes never share one."""
         return f"{self.topic_prefix}{self.app_id}"
+
+    @property
+    def route_group_id(self) -> str:
+        """The route runtime's consumer group (events, preferences, retries)."""
+        return f"{self.group_id}.route"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -169,4 +183,5 @@ class Settings:
             providers=ProvidersConfig.from_env(env),
             delivery=DeliveryTuning.from_env(env),
             kafka_options=_kafka_options(env),
+            roles=_roles(env),
         )

@@ -15,6 +15,7 @@ from aiokafka.client import AIOKafkaClient
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
+from pipeline.roles import ROUTE
 from pipeline.web.responses import json_response
 
 if TYPE_CHECKING:
@@ -63,12 +64,13 @@ def register_health(clarion: Clarion) -> None:
     async def ready(web: Any, request: Any) -> Any:  # noqa: ARG001
         tps = assignment()
         route = clarion.route
+        routing = ROUTE in clarion.settings.roles
         checks = {
-            "consumer_started": tps is not None and route.started,
+            "consumer_started": tps is not None and (route.started or not routing),
             "broker_reachable": await broker_reachable(),
             "assignment_settled": not app.rebalancing,
             "tables_recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]
-            "timers_recovered": route.recovered,
+            "timers_recovered": route.recovered or not routing,
         }
         body = {"ready": all(checks.values()), "checks": checks, "partitions": route.owned}
         return json_response(web, body, status=200 if body["ready"] else 503)

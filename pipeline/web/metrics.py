@@ -4,11 +4,10 @@ Counters and histograms are updated by the agents as they work (:mod:`pipeline.m
 gauges need to ask Kafka instead, on a timer rather than per scrape so a scrape never waits on
 the broker:
 
-* consumer lag per assigned partition of the topics Clarion's agents read: the partition's
-  high watermark minus the offset Faust last committed for this worker. The events topic is
-  committed by the transactional outbox, not by Faust, so there the offset after the last
-  record handed to the ingest agent stands in (it runs ahead of the commit by at most the
-  commit linger; right after a rebalance, before a record was read, the lag is one short).
+* consumer lag per assigned partition of the topics Clarion reads: for the batch runtime's
+  topics, the last stable offset minus the consumer's position (ahead of the commit by at
+  most the batch in hand); for Faust's agents, the partition's high watermark minus the
+  offset Faust last committed for this worker.
   Topics written in transactions (the channel and status topics) end in commit markers that are
   never delivered, so never committed: when everything read is committed, the consumer's fetch
   position, which skips them, says how far the partition is done.
@@ -56,6 +55,7 @@ def register_metrics(clarion: Clarion) -> None:
     async def refresh_lag() -> None:
         try:
             lag = await asyncio.wait_for(consumer_lag(app, watched), _LAG_TIMEOUT_S)
+            lag += await asyncio.wait_for(clarion.route.lag(), _LAG_TIMEOUT_S)
             metrics.set_consumer_lag(lag)
         except Exception:  # the consumer may not be started, or may be rebalancing
             logger.debug("consumer lag unavailable", exc_info=True)
