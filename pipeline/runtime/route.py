@@ -114,14 +114,19 @@ class RouteRuntime:
 
     @property
     def source_topics(self) -> list[str]:
+        """In the order a batch is processed."""
         names = self.topics
         return [
-            names.events,
-            names.events_repartition,
             names.preferences,
             names.preferences_repartition,
+            names.events,
+            names.events_repartition,
             names.retry,
         ]
+
+    @property
+    def _topic_order(self) -> dict[str, int]:
+        return {topic: rank for rank, topic in enumerate(self.source_topics)}
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; raises :class:`OutboxCommitError` when a commit fails."""
@@ -189,7 +194,10 @@ class RouteRuntime:
         assigned = consumer.assignment()
         outbox = self.outbox
         flushing: list[Awaitable[None]] = []
-        for tp, messages in batches.items():
+        # Preferences first: an update fetched in the same batch as an event published after
+        # it applies to that event, as it would have had they come in separate batches.
+        order = self._topic_order
+        for tp, messages in sorted(batches.items(), key=lambda item: order[item[0].topic]):
             if not messages:
                 continue
             if tp not in assigned:

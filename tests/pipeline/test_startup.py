@@ -74,9 +74,7 @@ async def test_table_writes_right_after_ready_are_kept_and_every_topic_is_under_
     outside = sorted(name for name in mine if not name.startswith(pipeline.prefix))
     assert not outside, f"topics outside {pipeline.prefix!r}: {outside}"
     changelogs = {name: n for name, n in mine.items() if name.endswith("-changelog")}
-    assert set(changelogs) == {
-        pipeline.changelog(table) for table in ("preferences", "dedupe", "inbox", "status")
-    }
+    assert set(changelogs) == {pipeline.changelog(table) for table in ("inbox", "status")}
     assert set(changelogs.values()) == {pipeline.workers[0].partitions}
 
 
