@@ -1,0 +1,1 @@
+"""Clarion's own Kafka consumers, beside the Faust app where its offset tracking falls short."""
