@@ -104,6 +104,9 @@ class Settings:
     commit_linger: float = 0.2
     # How long the group waits for a silent worker before giving its partitions to others.
     session_timeout: float = 60.0
+    # The same for Clarion's own consumers (pipeline/runtime): how soon a dead worker's
+    # deliveries move to another. Short: they leave the group at once when stopped cleanly.
+    runtime_session_timeout: float = 10.0
     # How often each worker looks for held notifications and digest windows that are due.
     sweep_interval: float = 1.0
     # Hourly cap per channel for users whose preferences name none; absent means no cap.
@@ -161,6 +164,7 @@ class Settings:
             commit_batch=_int(env, "CLARION_COMMIT_BATCH", 2000),
             commit_linger=_float(env, "CLARION_COMMIT_LINGER", 0.2),
             session_timeout=_float(env, "CLARION_SESSION_TIMEOUT", 60.0),
+            runtime_session_timeout=_float(env, "CLARION_RUNTIME_SESSION_TIMEOUT", 10.0),
             sweep_interval=_float(env, "CLARION_SWEEP_INTERVAL", 1.0),
             default_caps=_caps(env, "CLARION_DEFAULT_CAPS"),
             clock_file=Path(clock_file) if clock_file else None,
