@@ -171,6 +171,9 @@ class DeliveryRuntime:
         try:
             while not self._stopping.is_set():
                 self._raise_failure()
+                if committer.done():
+                    committer.result()  # a committer that died must not go unnoticed
+                    raise RuntimeError("the delivery offset committer stopped")
                 # No more than can start soon: the loop must come back to getmany well within
                 # max_poll_interval, whatever the providers' rate limits.
                 batch = await self._consumer.getmany(

@@ -9,6 +9,7 @@ SMTP sink, counted per notification id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -258,3 +259,47 @@ async def test_a_killed_workers_partitions_deliver_again_within_seconds(
     # A repeats what it had in flight, and what finished since its last commit.
     bound = CONCURRENCY + math.ceil(RATE * len(held_by_a) / PARTITIONS * COMMIT_INTERVAL) + 1
     assert sum(repeats.values()) <= bound
+
+
+async def test_a_broken_delivery_loop_crashes_the_worker(
+    pipeline: Pipeline, sinks: DevSinks
+) -> None:
+    # Under the broker's group.min.session.timeout.ms (6 s): the group refuses the consumer.
+    broken = pipeline.worker(**sinks.provider_env(), CLARION_RUNTIME_SESSION_TIMEOUT="1")
+    with contextlib.suppress(AssertionError):  # it may die before it is ever healthy
+        await asyncio.to_thread(broken.start)
+    assert broken.process is not None
+    process = broken.process
+    await wait_until(lambda: process.poll() is not None, within=60, what="the worker to exit")
+    log = broken.log(tail=200_000)
+    assert "delivery runtime crashed" in log
+    assert process.returncode != 0, log[-3000:]
+
+
+async def test_an_undecodable_delivery_becomes_an_invalid_record_and_the_next_is_sent(
+    pipeline: Pipeline, sinks: DevSinks
+) -> None:
+    solo = await asyncio.to_thread(worker(pipeline, sinks).start)
+    topic = pipeline.topics.deliver("email")
+    nid, value = EmailStream(pipeline, sinks).delivery(1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=pipeline.bootstrap, transactional_id=f"test-{uuid.uuid4().hex}"
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            bad = await producer.send_and_wait(topic, b"{not json", key=b"rt1", partition=1)
+            await producer.send_and_wait(topic, value, key=b"rt1", partition=1)
+    finally:
+        await producer.stop()
+
+    await sinks.smtp.messages.wait_for(1, within=45)
+    async with pipeline.reader(pipeline.topics.invalid) as reader:
+        records = await reader.wait_for(bool, deadline_s=30, what="the invalid record")
+    invalid = records[0].json()
+    assert (invalid["topic"], invalid["partition"], invalid["offset"]) == (topic, 1, bad.offset)
+    assert invalid["raw"] == "{not json"
+    assert "could not deliver" in invalid["error"]
+    assert [found for found, _ in arrivals(sinks)] == [nid]
+    assert solo.process is not None
+    assert solo.process.poll() is None, "the worker died of an undecodable delivery"
