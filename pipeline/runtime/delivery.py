@@ -85,6 +85,7 @@ class DeliveryRuntime:
             for channel in senders
         }
         self._unprocessable = unprocessable
+        self._metrics = metrics
         self._concurrency = settings.delivery.concurrency
         self._tracker = OffsetTracker()
         self._committed: dict[TopicPartition, int] = {}
@@ -261,6 +262,27 @@ class DeliveryRuntime:
         while True:
             await asyncio.sleep(COMMIT_INTERVAL)  # a cadence, not a wait for a condition
             await self._commit()
+            try:
+                await asyncio.wait_for(self._export_lag(), COMMIT_INTERVAL)
+            except (KafkaError, TimeoutError):  # rebalancing: the next tick tries again
+                logger.debug("delivery consumer lag unavailable", exc_info=True)
+
+    async def _export_lag(self) -> None:
+        """Records of each assigned partition after the last one finished here."""
+        assert self._consumer is not None
+        lag = []
+        for tp in self._consumer.assignment():
+            # None until the partition's first fetch response.
+            highwater: int | None = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            processed = self._tracker.committable(tp) if self._tracker.in_flight(tp) else None
+            if processed is None:
+                # Nothing in flight: done up to the fetch position, which (unlike one past
+                # the last record) is past the transaction markers too.
+                processed = await self._consumer.position(tp)
+            lag.append((tp.topic, tp.partition, max(0, highwater - processed)))
+        self._metrics.set_delivery_lag(sorted(lag))
 
     async def _commit(self, tps: set[TopicPartition] | None = None, *, force: bool = False) -> None:
         """Commit the offsets that advanced; a failed periodic commit is retried by the next
