@@ -127,6 +127,7 @@ class DeliveryRuntime:
                     await self._commit(force=True)
                     # Leaves the group: the partitions move to another worker at once.
                     await self._consumer.stop()
+                    logger.info("delivery runtime stopped: offsets committed, group left")
             finally:
                 await self._producer.stop()
         finally:
@@ -337,10 +338,12 @@ def run_with(app: faust.App, runtime: DeliveryRuntime) -> None:
     """Run ``runtime`` for as long as ``app`` runs.
 
     Started as an app task: once Faust has recovered its tables (pushing a dead token out of
-    the preferences table reads it). Stopped from ``on_before_shutdown``, which Faust sends
-    before it stops its tables and producer; whoever closes the providers should await
-    :meth:`DeliveryRuntime.stop` first (it is idempotent). A broken loop crashes the worker:
-    a worker that stays up without delivering would hold its partitions forever.
+    the preferences table reads it). Stopped first thing when the app stops, before Faust
+    closes anything: its ``on_before_shutdown`` signal comes only after it closed its tables
+    (``App._stop_consumer``), and attempts still finishing may read the preferences table.
+    Whoever closes the providers should await :meth:`DeliveryRuntime.stop` first too (it is
+    idempotent). A broken loop crashes the worker: a worker that stays up without delivering
+    would hold its partitions forever.
     """
 
     async def deliver() -> None:
@@ -351,10 +354,15 @@ def run_with(app: faust.App, runtime: DeliveryRuntime) -> None:
             await app.crash(exc)
 
     app.task(deliver)
+    # mode's Service.stop awaits self.on_stop() before it stops anything else of the app;
+    # this one app's on_stop (on purpose, not the class's) stops the runtime, then Faust.
+    faust_on_stop = app.on_stop
 
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def stop_delivering(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+    async def on_stop() -> None:
         await runtime.stop()
+        await faust_on_stop()
+
+    app.on_stop = on_stop  # type: ignore[method-assign]
 
 
 class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]

