@@ -176,22 +176,41 @@ class DeliveryRuntime:
                 if committer.done():
                     committer.result()  # a committer that died must not go unnoticed
                     raise RuntimeError("the delivery offset committer stopped")
-                # No more than can start soon: the loop must come back to getmany well within
-                # max_poll_interval, whatever the providers' rate limits.
-                batch = await self._consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=self._concurrency
-                )
-                epoch = self._epoch
-                for tp, records in batch.items():
-                    for record in records:
-                        if not await self._take_slot(epoch):
+                for epoch, tp, record in await self._fetch():
+                    if not await self._take_slot(epoch):
+                        if self._stopping.is_set() or self._failure is not None:
                             break
-                        self._start(tp, record)
+                        continue  # fetched before a revoke: read again from the commit
+                    self._start(tp, record)
             self._raise_failure()
         finally:
             committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await committer
+
+    async def _fetch(self) -> list[tuple[int, TopicPartition, Any]]:
+        """The next records to start, partitions in turn, each with the epoch it was read in.
+
+        Asked partition by partition: aiokafka hands out all it fetched of one partition
+        before the next, and a backlog on one (thousands of emails behind a rate limit) would
+        hold up every other partition and channel. No more than can start soon either: the
+        loop must come back here well within max_poll_interval, whatever the rate limits.
+        """
+        assert self._consumer is not None
+        consumer = self._consumer
+        assigned = sorted(consumer.assignment())
+        share = max(1, self._concurrency // max(1, len(assigned)))
+        fetched: list[tuple[int, TopicPartition, list[Any]]] = []
+        for tp in assigned:
+            # A revoke may come during any of these: records keep the epoch they came in.
+            batch = await consumer.getmany(tp, timeout_ms=0, max_records=share)
+            fetched.extend((self._epoch, got, records) for got, records in batch.items())
+        if not fetched:
+            batch = await consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self._concurrency
+            )
+            fetched = [(self._epoch, got, records) for got, records in batch.items()]
+        return interleave(fetched)
 
     async def _take_slot(self, epoch: int) -> bool:
         """Wait for a free slot; False (slot given back) if the record must not start now."""
@@ -376,6 +395,19 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("delivery partitions assigned: %s", _names(assigned))
+
+
+def interleave(
+    fetched: list[tuple[int, TopicPartition, list[Any]]],
+) -> list[tuple[int, TopicPartition, Any]]:
+    """One record of each partition in turn; each partition's records keep their order."""
+    longest = max((len(records) for _, _, records in fetched), default=0)
+    return [
+        (epoch, tp, records[i])
+        for i in range(longest)
+        for epoch, tp, records in fetched
+        if i < len(records)
+    ]
 
 
 def _names(tps: set[TopicPartition]) -> str:

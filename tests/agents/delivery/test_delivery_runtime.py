@@ -43,6 +43,7 @@ ASSIGNED = re.compile(r"delivery partitions assigned: (\S+)")
 @pytest.fixture(autouse=True)
 def fresh_sinks(sinks: DevSinks) -> DevSinks:
     sinks.smtp.reset()
+    sinks.webhook.reset()
     sinks.smtp.fail_next(10_000, delay=SMTP_DELAY)
     return sinks
 
@@ -310,3 +311,46 @@ async def test_an_undecodable_delivery_becomes_an_invalid_record_and_the_next_is
     assert [found for found, _ in arrivals(sinks)] == [nid]
     assert solo.process is not None
     assert solo.process.poll() is None, "the worker died of an undecodable delivery"
+
+
+async def test_a_backlog_on_one_partition_does_not_hold_up_another_channel(
+    pipeline: Pipeline, sinks: DevSinks
+) -> None:
+    # Ten emails at once, then five a second: the backlog takes about 20 s to send.
+    solo = worker(pipeline, sinks)
+    solo.extra_env["CLARION_SMTP_RATE"] = "5"
+    await asyncio.to_thread(solo.start)
+    stream = EmailStream(pipeline, sinks)
+    backlog = [stream.delivery(n) for n in range(100)]
+    hook = {
+        "notification_id": "ntf_rt_hook",
+        "user_id": "rt1",
+        "channel": "webhook",
+        "address": sinks.webhook.hook_url("/hooks/rt1"),
+        "subject": "Hello",
+        "body": "Hi",
+        "event_ids": ["ntf_rt_hook"],
+        "priority": "high",
+        "category": "billing",
+        "created_at": "2026-11-24T10:00:00Z",
+    }
+    producer = AIOKafkaProducer(
+        bootstrap_servers=pipeline.bootstrap, transactional_id=f"test-{uuid.uuid4().hex}"
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for _, value in backlog:
+                await producer.send(pipeline.topics.deliver("email"), value, partition=0)
+        await sinks.smtp.messages.wait_for(1, within=45)  # the backlog is being fetched
+        async with producer.transaction():
+            await producer.send(
+                pipeline.topics.deliver("webhook"), orjson.dumps(hook), key=b"rt1", partition=1
+            )
+    finally:
+        await producer.stop()
+
+    await sinks.webhook.requests.wait_for(1, within=5)
+    emails_so_far = len(sinks.smtp.messages)
+    print(f"the webhook went out after {emails_so_far} of {len(backlog)} backlogged emails")
+    assert emails_so_far < len(backlog) / 2
