@@ -108,7 +108,8 @@ class DeliveryRuntime:
     # --- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
-        if self._stopping.is_set() or self._started:
+        # No channel here (a worker given other roles): no consumer to join the group with.
+        if self._stopping.is_set() or self._started or not self._senders:
             return
         self._started = True
         self._slots = asyncio.Semaphore(self._concurrency)
