@@ -53,7 +53,6 @@ class EmailStream:
     """Writes one email delivery per transaction, partitions in turn, until stopped."""
 
     pipeline: Pipeline
-    sinks: DevSinks
     # notification id -> partition, and each partition's last offset written.
     written: dict[str, int] = field(default_factory=dict)
     last_offsets: dict[int, int] = field(default_factory=dict)
@@ -103,8 +102,8 @@ class EmailStream:
 
 
 @asynccontextmanager
-async def streaming(pipeline: Pipeline, sinks: DevSinks) -> AsyncIterator[EmailStream]:
-    stream = EmailStream(pipeline, sinks)
+async def streaming(pipeline: Pipeline) -> AsyncIterator[EmailStream]:
+    stream = EmailStream(pipeline)
     task = asyncio.create_task(stream.run())
     try:
         yield stream
@@ -192,7 +191,7 @@ async def test_a_graceful_handover_sends_no_email_twice(
 ) -> None:
     a, b = worker(pipeline, sinks), worker(pipeline, sinks)
     await asyncio.to_thread(a.start)
-    async with streaming(pipeline, sinks) as stream:
+    async with streaming(pipeline) as stream:
         await sinks.smtp.messages.wait_for(40, within=45)
         await asyncio.to_thread(b.start)
         held_by_a = await wait_for_split(a, b)
@@ -224,7 +223,7 @@ async def test_a_killed_workers_partitions_deliver_again_within_seconds(
     a, b = worker(pipeline, sinks), worker(pipeline, sinks)
     await asyncio.to_thread(a.start)
     await asyncio.to_thread(b.start)
-    async with streaming(pipeline, sinks) as stream:
+    async with streaming(pipeline) as stream:
         held_by_a = await wait_for_split(a, b)
         count = len(sinks.smtp.messages)
         await sinks.smtp.messages.wait_for(count + 40, within=30)
@@ -289,7 +288,7 @@ async def test_an_undecodable_delivery_becomes_an_invalid_record_and_the_next_is
 ) -> None:
     solo = await asyncio.to_thread(worker(pipeline, sinks).start)
     topic = pipeline.topics.deliver("email")
-    nid, value = EmailStream(pipeline, sinks).delivery(1)
+    nid, value = EmailStream(pipeline).delivery(1)
     producer = AIOKafkaProducer(
         bootstrap_servers=pipeline.bootstrap, transactional_id=f"test-{uuid.uuid4().hex}"
     )
@@ -320,7 +319,7 @@ async def test_a_backlog_on_one_partition_does_not_hold_up_another_channel(
     solo = worker(pipeline, sinks)
     solo.extra_env["CLARION_SMTP_RATE"] = "5"
     await asyncio.to_thread(solo.start)
-    stream = EmailStream(pipeline, sinks)
+    stream = EmailStream(pipeline)
     backlog = [stream.delivery(n) for n in range(100)]
     hook = {
         "notification_id": "ntf_rt_hook",
