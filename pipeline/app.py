@@ -21,10 +21,10 @@ from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
 from pipeline.metrics import Metrics
-from pipeline.roles import ROUTE
+from pipeline.roles import ROUTE, delivery_channels
 from pipeline.runtime.members import GroupOwners, member_client_id
 from pipeline.runtime.route import ConsumerConfig, RouteRuntime
-from pipeline.runtime.service import register_runtime
+from pipeline.runtime.service import run_with
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 from pipeline.web.server import ClarionWeb, faust_web_options
@@ -321,8 +321,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         metrics=metrics,
     )
     if ROUTE in settings.roles:
-        register_runtime(app, route, "clarion.route")
-    register_delivery(clarion)
+        run_with(app, route, "route runtime")
+    register_delivery(clarion, delivery_channels(settings.roles))
     register_inbox(clarion)
     register_web(clarion)
     return clarion

@@ -244,6 +244,7 @@ class Metrics:
         self._dead_letters: dict[str, int] = {}
         self._dlq_records: int | None = None
         self._lag: tuple[tuple[str, int, int], ...] = ()
+        self._delivery_lag: tuple[tuple[str, int, int], ...] = ()
         self._repartitioned: dict[str, int] = {}
         self._latency = _HistogramFamily(
             names.DELIVERY_LATENCY,
@@ -344,7 +345,10 @@ class Metrics:
                 "Records of an assigned partition after the last one this worker processed "
                 "(committed; for the events topic, read).",
                 ["topic", "partition"],
-                lambda: [((topic, str(partition)), lag) for topic, partition, lag in self._lag],
+                lambda: [
+                    ((topic, str(partition)), lag)
+                    for topic, partition, lag in (*self._lag, *self._delivery_lag)
+                ],
                 gauge=True,
             ),
             _Family(
@@ -444,6 +448,11 @@ class Metrics:
         Partitions missing from the new snapshot (revoked) stop being exported.
         """
         self._lag = tuple(lag)
+
+    def set_delivery_lag(self, lag: Iterable[tuple[str, int, int]]) -> None:
+        """The same for the external channels' topics, which Clarion's delivery consumer
+        reads (pipeline/runtime/delivery.py), not Faust's."""
+        self._delivery_lag = tuple(lag)
 
 
 def _by_channel(counts: dict[str, int]) -> Samples:

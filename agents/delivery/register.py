@@ -1,10 +1,11 @@
-"""The delivery side as Faust agents: one per channel topic, plus retries and the status table.
+"""The delivery side: the external channels, plus retries and the status table as Faust agents.
 
 * ``clarion.deliver.<email|sms|push|webhook>``: :class:`ChannelSender` per delivery, several in
-  flight per worker (the agents write no tables, so Faust allows the concurrency). Their
+  flight per worker, on a consumer of their own (pipeline/runtime/delivery.py), not Faust's:
+  Faust committed these transactional topics late, and a rebalance sent hundreds again. Their
   records are acknowledged by the broker before the delivery's offset can be committed:
   a crash repeats the attempt (same notification id, so the provider's idempotency key
-  recognises it) rather than losing it.
+  recognises it) rather than losing it; a rebalance or a clean stop repeats nothing.
 * ``clarion.deliver.in_app`` is stored in the user's inbox table (agents/inbox.py).
 * ``clarion.retry``: read by the route runtime (agents/retry.py).
 * ``clarion.status``: the history of every notification, in a table keyed by its id.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Iterable
@@ -26,9 +28,12 @@ from agents.delivery.providers import build_providers
 from agents.delivery.providers.base import Provider
 from agents.delivery.providers.smtp import SmtpProvider
 from agents.delivery.ratelimit import TokenBucket
-from agents.records_out import encode_records, utc_iso
+from agents.records_out import OutputWriter, encode_records, utc_iso
+from pipeline.clock import Clock
 from pipeline.kafka.outbox import OutRecord
 from pipeline.kafka.partitioner import partition_for_key
+from pipeline.runtime.delivery import DeliveryRuntime
+from pipeline.runtime.service import run_with
 from tables.status_history import append_status
 
 if TYPE_CHECKING:
@@ -41,14 +46,23 @@ logger = logging.getLogger(__name__)
 EXTERNAL_CHANNELS = ("email", "sms", "push", "webhook")
 
 
-def register_delivery(clarion: Clarion) -> None:
+def register_delivery(clarion: Clarion, channels: Iterable[str] = EXTERNAL_CHANNELS) -> None:
+    """The delivery side for ``channels`` (external ones), the retries and the status table."""
     providers = build_providers(clarion.settings.providers)
-    for channel in EXTERNAL_CHANNELS:
-        _register_channel(clarion, channel, _sender(clarion, channel, providers[channel]))
+    runtime = DeliveryRuntime(
+        settings=clarion.settings,
+        topics=clarion.topics,
+        senders={channel: _sender(clarion, channel, providers[channel]) for channel in channels},
+        unprocessable=functools.partial(invalid_delivery, clarion.writer, clarion.clock),
+        metrics=clarion.metrics,
+    )
+    run_with(clarion.app, runtime, "delivery runtime")
     _register_status(clarion)
 
     @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_providers(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        # Not under deliveries still in flight: they finish (or time out) first.
+        await runtime.stop()
         await asyncio.gather(*(provider.close() for provider in providers.values()))
 
 
@@ -123,47 +137,22 @@ async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
     await asyncio.gather(*await start_publishing(app, records))
 
 
-def _register_channel(clarion: Clarion, channel: str, sender: ChannelSender) -> None:
-    app = clarion.app
-    topic = app.topic(clarion.topics.deliver(channel), key_serializer="raw", value_serializer="raw")
-    # Provider round trips and rate-limit waits included: the time the record holds a slot.
-    observe_processing = clarion.metrics.agent_timer(f"clarion.deliver.{channel}")
-
-    @app.agent(
-        topic, name=f"clarion.deliver.{channel}", concurrency=clarion.settings.delivery.concurrency
-    )
-    async def deliver(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            message = event.message
-            started = time.perf_counter()
-            announced: list[Awaitable[Any]] = []
-
-            async def announce(sending: OutRecord) -> None:
-                announced.extend(await start_publishing(app, [sending]))  # noqa: B023
-
-            try:
-                delivery = orjson.loads(message.value)
-                records = await sender.attempt(delivery, message.partition, announce)
-            except Exception as exc:
-                # Undecodable or a bug: park it where an operator will look, never drop it.
-                logger.exception(
-                    "delivery %s[%d]@%d failed", topic, message.partition, message.offset
-                )
-                records = [unprocessable(clarion, message, exc)]
-            observe_processing(time.perf_counter() - started)
-            await publish(app, records)
-            await asyncio.gather(*announced)
-
-
 def unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
-    return clarion.writer.invalid(
+    """For the Faust agents (retries here, the inbox in agents/inbox.py)."""
+    return invalid_delivery(clarion.writer, clarion.clock, message, exc)
+
+
+def invalid_delivery(writer: OutputWriter, clock: Clock, message: Any, exc: Exception) -> OutRecord:
+    """The invalid record for a message that could not be handled: Faust's message or
+    aiokafka's record, both have ``topic``, ``partition``, ``offset``, ``key`` and ``value``."""
+    return writer.invalid(
         raw=message.value,
         key=message.key,
         error=f"could not deliver: {exc!r}",
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        at=utc_iso(clarion.clock()),
+        at=utc_iso(clock()),
     )
 
 

@@ -102,6 +102,7 @@ class RouteRuntime:
     # never straddles a change of assignment.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _done: asyncio.Event = field(default_factory=asyncio.Event)
     _next_sweep: float = 0.0
     _owned: set[int] = field(default_factory=set)
     _recovering: bool = False
@@ -134,8 +135,8 @@ class RouteRuntime:
             partition_assignment_strategy=(RangePartitionAssignor,)
         )
         self._consumer = consumer
-        await consumer.start()
         try:
+            await consumer.start()
             consumer.subscribe(self.source_topics, listener=_Listener(self))
             while not self._stopping.is_set():
                 if self._listener_failure is not None:
@@ -150,13 +151,19 @@ class RouteRuntime:
                     if generation == self._generation:
                         await self._process(consumer, batches)
         finally:
-            async with self._lock:
-                await self._let_go(self._owned)
-            # Leaves the group: the partitions move to the others at once.
-            await consumer.stop()
+            try:
+                async with self._lock:
+                    await self._let_go(self._owned)
+                # Leaves the group: the partitions move to the others at once.
+                await consumer.stop()
+            finally:
+                self._done.set()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """End the loop after the batch in hand; wait until it has committed and left."""
         self._stopping.set()
+        if self._consumer is not None:
+            await self._done.wait()
 
     @property
     def started(self) -> bool:

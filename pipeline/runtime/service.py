@@ -1,68 +1,46 @@
-"""Run a batch-runtime loop as part of the Faust application's lifecycle.
+"""Run a batch-runtime loop for as long as the Faust application runs.
 
-The loop starts once the app has started (after Faust's own tables are recovered) and stops
-before the app finishes stopping, leaving its consumer group on the way out so its partitions
-move at once. A loop that fails crashes the worker: a silently stopped loop would stop
-routing or delivery while the worker still looked healthy.
+Started as an app task, once Faust has recovered its own tables. Stopped first thing when the
+app stops, before Faust closes anything: its ``on_before_shutdown`` signal comes only after it
+closed its tables (``App._stop_consumer``), and work still finishing may read them. A loop
+stopped this way commits what it holds and leaves its group, so its partitions move at once.
+A loop that fails crashes the worker: a worker that stays up without routing or delivering
+would hold its partitions forever.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 import faust
-import mode
 
 logger = logging.getLogger(__name__)
-
-# A graceful stop finishes the batch in hand and its commit; past this it is cancelled.
-_STOP_TIMEOUT_S = 30.0
 
 
 class Loop(Protocol):
     async def run(self) -> None: ...
 
-    def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Ask the loop to end and wait until it has (idempotent)."""
+        ...
 
 
-class LoopService(mode.Service):
-    def __init__(self, app: faust.App, runtime: Loop, name: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.app = app
-        self.runtime_loop = runtime
-        self.loop_name = name
-        self._done = asyncio.Event()
-
-    @property
-    def label(self) -> str:
-        return self.loop_name
-
-    async def on_start(self) -> None:
-        self.add_future(self._run())
-
-    async def _run(self) -> None:
+def run_with(app: faust.App, loop: Loop, name: str) -> None:
+    async def run() -> None:
         try:
-            await self.runtime_loop.run()
-        except asyncio.CancelledError:
-            raise
+            await loop.run()
         except Exception as exc:
-            logger.exception("%s stopped on an error; stopping the worker", self.loop_name)
-            await self.app.crash(exc)
-        finally:
-            self._done.set()
+            logger.exception("%s crashed", name)
+            await app.crash(exc)
 
-    async def on_stop(self) -> None:
-        self.runtime_loop.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._done.wait(), _STOP_TIMEOUT_S)
+    app.task(run)
+    # mode's Service.stop awaits self.on_stop() before it stops anything else of the app;
+    # this one app's on_stop (on purpose, not the class's) stops the loop, then Faust.
+    faust_on_stop = app.on_stop
 
+    async def on_stop() -> None:
+        await loop.stop()
+        await faust_on_stop()
 
-def register_runtime(app: faust.App, loop: Loop, name: str) -> None:
-    """Start ``loop`` with the app, as a service the app stops with itself."""
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def start() -> None:
-        await app.add_runtime_dependency(LoopService(app, loop, name, loop=app.loop))
+    app.on_stop = on_stop  # type: ignore[method-assign]

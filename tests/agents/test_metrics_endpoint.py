@@ -70,6 +70,8 @@ async def test_metrics_count_what_the_worker_does(pipeline: Pipeline) -> None:
     def settled(values: Scrape) -> bool:
         lag = _lag(values)
         events_partitions = [p for topic, p in lag if topic == pipeline.topics.events]
+        # Read by Clarion's delivery consumer, not Faust's (pipeline/runtime/delivery.py).
+        email_partitions = [p for topic, p in lag if topic == pipeline.topics.deliver("email")]
         return (
             _get(values, "clarion_events_received_total") >= 4
             and _get(values, "clarion_events_total", outcome="duplicate") >= 1
@@ -85,6 +87,7 @@ async def test_metrics_count_what_the_worker_does(pipeline: Pipeline) -> None:
             # Every partition of the events topic (one worker owns them all), and everything
             # caught up: transaction markers on the channel and status topics do not count.
             and len(events_partitions) == 4
+            and len(email_partitions) == 4
             and not any(lag.values())
             and ("clarion_dlq_records", frozenset()) in values
         )

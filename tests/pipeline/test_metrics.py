@@ -188,6 +188,18 @@ def test_gauges_are_replaced_not_accumulated() -> None:
     assert value(metrics, lag, topic="clarion.events", partition="1") == 2
 
 
+def test_the_delivery_consumers_lag_is_exported_beside_fausts() -> None:
+    metrics = Metrics()
+    metrics.set_consumer_lag([("clarion.events", 0, 5)])
+    metrics.set_delivery_lag([("clarion.deliver.email", 0, 4)])
+    metrics.set_consumer_lag([("clarion.events", 0, 1)])  # replaces Faust's part only
+    lag = "clarion_consumer_lag_records"
+    assert value(metrics, lag, topic="clarion.events", partition="0") == 1
+    assert value(metrics, lag, topic="clarion.deliver.email", partition="0") == 4
+    metrics.set_delivery_lag([])
+    assert series(metrics, lag) == [{"topic": "clarion.events", "partition": "0"}]
+
+
 # --- suppression reasons, as the routing code words them ------------------------------------------
 
 
