@@ -1,0 +1,97 @@
+"""Routing while workers come and go: A and B route a steady stream; A stops gracefully, C
+joins, B is SIGKILLed. Every event reaches its channel topic exactly once for read_committed
+readers, and every digest row is released exactly once, by whoever owns it when it is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.agents.conftest import Pipeline
+from tests.agents.test_durable_time import FileClock
+from tests.helpers.kafka import produce_json
+from tests.helpers.pipeline_io import IN_APP_ONLY, event, preferences, wait_for_preferences
+
+pytestmark = pytest.mark.integration
+
+USERS = [f"fo-{n}" for n in range(40)]
+# Events per second, each to a user in turn, while the workers change.
+RATE = 100.0
+
+
+async def steady_stream(pipeline: Pipeline, sent: list[str], stop: asyncio.Event) -> None:
+    """Normal-priority events (delivered at once), ten per tick, until ``stop``."""
+    n = 0
+    while not stop.is_set():
+        batch = [event(f"now-{n + i}", USERS[(n + i) % len(USERS)]) for i in range(10)]
+        await produce_json(pipeline.bootstrap, pipeline.topics.events, batch)
+        sent.extend(e["event_id"] for e in batch)
+        n += len(batch)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 10 / RATE)  # the stream's pace, not a sync
+
+
+async def test_graceful_stop_kill_and_join_route_every_event_once(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    clock = FileClock(tmp_path / "now", "2026-11-24T09:00:00Z")
+    env = clock.env()
+    a = pipeline.worker(**env).start()
+    b = pipeline.worker(**env).start()
+    await produce_json(
+        pipeline.bootstrap,
+        pipeline.topics.preferences,
+        [preferences(u, channels=IN_APP_ONLY) for u in USERS],
+    )
+    for user in USERS:
+        wait_for_preferences(pipeline, user)
+    # One low event per user: one pending digest row per user, released at 10:00.
+    low = [event(f"low-{u}", u, priority="low") for u in USERS]
+    await produce_json(pipeline.bootstrap, pipeline.topics.events, low)
+
+    deliver = pipeline.topics.deliver("in_app")
+    sent: list[str] = []
+    stop = asyncio.Event()
+    async with pipeline.reader(deliver) as reader:
+
+        def routed() -> int:
+            return len(reader.on(deliver))
+
+        stream = asyncio.create_task(steady_stream(pipeline, sent, stop))
+        try:
+            await reader.wait_for(lambda _: routed() >= 300, what="routing by A and B")
+            a.stop()  # SIGTERM: commits what it holds and leaves the group
+            c = pipeline.worker(**env).start()
+            seen = routed()
+            await reader.wait_for(lambda _: routed() >= seen + 300, what="routing by B and C")
+            b.kill()
+            seen = routed()
+            await reader.wait_for(lambda _: routed() >= seen + 300, what="routing by C alone")
+        finally:
+            stop.set()
+            await stream
+        clock.set("2026-11-24T10:00:01Z")
+        expected = len(sent) + len(USERS)  # every event, and one digest per user
+        await reader.wait_for(
+            lambda _: routed() >= expected, deadline_s=90, what=f"{expected} deliveries"
+        )
+        await reader.catch_up()
+
+        deliveries = [r.json() for r in reader.on(deliver)]
+        digests = Counter(d["user_id"] for d in deliveries if d["category"] == "digest")
+        assert digests == Counter(USERS), "each user's digest released exactly once"
+        assert all(
+            d["event_ids"] == [f"low-{d['user_id']}"]
+            for d in deliveries
+            if d["category"] == "digest"
+        )
+        immediate = Counter(d["event_ids"][0] for d in deliveries if d["category"] != "digest")
+        assert set(immediate) == set(sent), sorted(set(sent) - set(immediate))[:10]
+        repeated = [event_id for event_id, count in immediate.items() if count > 1]
+        assert not repeated, f"{len(repeated)} events routed twice: {repeated[:10]}"
+    c.stop()
