@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.outbox import OutRecord
 from pipeline.kafka.partitioner import partition_for_key
 from pipeline.metrics import Metrics
 from pipeline.topics import TopicNames
 from schemas.records import InvalidRecord
+from schemas.structs import OutRecord
 
 
 def encode_records(value: Any) -> Any:

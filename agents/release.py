@@ -21,9 +21,9 @@ from agents.routing.channels import Target, notification_id, resolve_channels
 from agents.routing.decide import QUIET_REASON
 from agents.routing.render import TemplateError
 from agents.routing.schedule import quiet_until
-from pipeline.kafka.outbox import OutRecord
 from pipeline.metrics import Metrics
 from schemas.records import NotificationEvent, UserPreferences
+from schemas.structs import OutRecord
 from schemas.timestamps import parse_timestamp
 from tables.preferences import PreferencesLookup, quiet_hours_of
 from tables.timers import (

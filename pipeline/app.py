@@ -19,7 +19,7 @@ from agents.routing.render import TemplateRenderer
 from pipeline.clock import Clock, clock_for
 from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
-from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
+from pipeline.kafka.outbox import OversizedHandler, TransactionalOutbox
 from pipeline.metrics import Metrics
 from pipeline.roles import ROUTE, delivery_channels
 from pipeline.runtime.members import GroupOwners, member_client_id
@@ -28,6 +28,7 @@ from pipeline.runtime.service import run_with
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
 from pipeline.web.server import ClarionWeb, faust_web_options
+from schemas.structs import OutRecord, record_size
 from tables.dedupe import DedupeLedger, seen_index
 from tables.preferences import PreferencesStore
 from tables.timers import TimerTable, due_index

@@ -38,7 +38,6 @@ from agents.delivery.providers.base import (
 from agents.delivery.ratelimit import TokenBucket
 from agents.records_out import OutputWriter, utc_iso
 from pipeline.clock import Clock
-from pipeline.kafka.outbox import OutRecord
 from pipeline.metrics import (
     CIRCUIT_OPEN,
     NO_PROVIDER,
@@ -47,6 +46,7 @@ from pipeline.metrics import (
     TRANSIENT_ERROR,
     Metrics,
 )
+from schemas.structs import OutRecord
 from schemas.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
