@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.partitioner import partition_for_key
 from pipeline.metrics import Metrics
 from pipeline.topics import TopicNames
+from schemas.partitioner import partition_for_key
 from schemas.records import InvalidRecord
 from schemas.structs import OutRecord
 

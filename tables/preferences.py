@@ -13,7 +13,7 @@ from typing import Protocol
 
 import orjson
 
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 from schemas.records import UserPreferences
 from schemas.structs import OutRecord
 from tables.txstore import TransactionalTable

@@ -11,7 +11,7 @@ import pytest
 
 from agents.ingest import EventRouter
 from agents.records_out import OutputWriter
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 from schemas.records import Delivery, StatusChange, UserPreferences
 from schemas.structs import OutRecord, SourceMessage
 from tables.dedupe import DedupeLedger
