@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 
 from pipeline.metrics import Metrics
-from pipeline.topics import TopicNames
 from schemas.partitioner import partition_for_key
 from schemas.records import InvalidRecord
 from schemas.structs import OutRecord
+from schemas.topics import TopicNames
 
 
 def encode_records(value: Any) -> Any:

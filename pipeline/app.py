@@ -26,9 +26,9 @@ from pipeline.runtime.members import GroupOwners, member_client_id
 from pipeline.runtime.route import ConsumerConfig, RouteRuntime
 from pipeline.runtime.service import run_with
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
 from pipeline.web.server import ClarionWeb, faust_web_options
 from schemas.structs import OutRecord, record_size
+from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger, seen_index
 from tables.preferences import PreferencesStore
 from tables.timers import TimerTable, due_index

@@ -34,8 +34,8 @@ from agents.delivery.attempt import ChannelSender
 from pipeline.metrics import Metrics
 from pipeline.runtime.offsets import OffsetTracker
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
 from schemas.structs import OutRecord
+from schemas.topics import TopicNames
 
 if TYPE_CHECKING:
     pass

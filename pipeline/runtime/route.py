@@ -39,8 +39,8 @@ from agents.retry import schedule_retry
 from pipeline.clock import Clock
 from pipeline.kafka.outbox import OutboxCommitError, TransactionalOutbox
 from pipeline.metrics import Metrics
-from pipeline.topics import TopicNames
 from schemas.structs import OutRecord, SourceMessage
+from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger
 from tables.timers import TimerTable
 from tables.txstore import TransactionalTable
