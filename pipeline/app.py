@@ -16,7 +16,6 @@ from agents.preferences import PreferencesUpdater
 from agents.records_out import OutputWriter, utc_iso
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
-from pipeline.clock import Clock, clock_for
 from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OversizedHandler, TransactionalOutbox
@@ -27,6 +26,7 @@ from pipeline.runtime.route import ConsumerConfig, RouteRuntime
 from pipeline.runtime.service import run_with
 from pipeline.settings import Settings
 from pipeline.web.server import ClarionWeb, faust_web_options
+from schemas.clock import Clock, clock_for
 from schemas.structs import OutRecord, record_size
 from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger, seen_index

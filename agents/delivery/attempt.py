@@ -37,7 +37,6 @@ from agents.delivery.providers.base import (
 )
 from agents.delivery.ratelimit import TokenBucket
 from agents.records_out import OutputWriter, utc_iso
-from pipeline.clock import Clock
 from pipeline.metrics import (
     CIRCUIT_OPEN,
     NO_PROVIDER,
@@ -46,6 +45,7 @@ from pipeline.metrics import (
     TRANSIENT_ERROR,
     Metrics,
 )
+from schemas.clock import Clock
 from schemas.structs import OutRecord
 from schemas.timestamps import parse_timestamp
 

@@ -29,9 +29,9 @@ from agents.delivery.providers.base import Provider
 from agents.delivery.providers.smtp import SmtpProvider
 from agents.delivery.ratelimit import TokenBucket
 from agents.records_out import OutputWriter, encode_records, utc_iso
-from pipeline.clock import Clock
 from pipeline.runtime.delivery import DeliveryRuntime
 from pipeline.runtime.service import run_with
+from schemas.clock import Clock
 from schemas.partitioner import partition_for_key
 from schemas.structs import OutRecord
 from tables.status_history import append_status

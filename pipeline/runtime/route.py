@@ -36,9 +36,9 @@ from agents.records_out import utc_iso
 from agents.rejections import rejection
 from agents.release import Sweeper
 from agents.retry import schedule_retry
-from pipeline.clock import Clock
 from pipeline.kafka.outbox import OutboxCommitError, TransactionalOutbox
 from pipeline.metrics import Metrics
+from schemas.clock import Clock
 from schemas.structs import OutRecord, SourceMessage
 from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger
