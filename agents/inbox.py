@@ -20,7 +20,7 @@ import orjson
 
 from agents.delivery.register import publish, unprocessable
 from agents.records_out import utc_iso
-from pipeline.metrics import SENT
+from agents.telemetry import SENT
 from tables.inbox import StoredInboxItem, item_from_delivery
 from tables.inbox_rows import UserInbox
 from tables.rows import TableRows

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.metrics import Metrics
+from agents.telemetry import Telemetry
 from schemas.partitioner import partition_for_key
 from schemas.records import InvalidRecord
 from schemas.structs import OutRecord
@@ -50,7 +50,7 @@ class OutputWriter:
 
     topics: TopicNames
     partitions: int
-    metrics: Metrics | None = None
+    metrics: Telemetry | None = None
 
     def status(
         self,
