@@ -171,9 +171,9 @@ def _state_table(
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
-    from agents.delivery.register import register_delivery  # noqa: PLC0415
-    from agents.inbox import register_inbox  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
+    from pipeline.wiring.delivery import register_delivery  # noqa: PLC0415
+    from pipeline.wiring.inbox import register_inbox  # noqa: PLC0415
 
     rewind.install()
     fetch_snapshot.install()
