@@ -16,8 +16,8 @@ from agents.routing.channels import Target, notification_id, suppression_reason
 from agents.routing.decide import CAP_PERIOD, Plan, cap_for, decide
 from agents.routing.render import Rendered, TemplateRenderer
 from agents.routing.schedule import digest_window
-from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
+from schemas.structs import OutRecord
 from schemas.timestamps import parse_timestamp
 from tables.preferences import PreferencesLookup
 from tables.timers import TimerTable, digest_key, held_key, item_key, sent_key

@@ -22,17 +22,13 @@ from datetime import datetime
 
 from agents.dispatch import Arrival, Dispatcher, millis
 from agents.records_out import OutputWriter, utc_iso
-from agents.rejections import SourceMessage, rejection
+from agents.rejections import rejection
 from agents.routing.render import TemplateError
-from pipeline.kafka.outbox import (
-    DEFAULT_MAX_RECORD_BYTES,
-    OutRecord,
-    record_size,
-)
-from pipeline.kafka.partitioner import partition_for_key
 from schemas.hold_horizon import DEFAULT_MAX_HOLD
 from schemas.message_keys import user_id_of_key
+from schemas.partitioner import partition_for_key
 from schemas.records import NotificationEvent
+from schemas.structs import DEFAULT_MAX_RECORD_BYTES, OutRecord, SourceMessage, record_size
 from schemas.validation import HoldHorizon, Invalid, parse_event
 from tables.dedupe import REPARTITIONED, DedupeLedger, Source
 

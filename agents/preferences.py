@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agents.records_out import OutputWriter, utc_iso
-from agents.rejections import SourceMessage, rejection
-from pipeline.kafka.outbox import OutRecord
-from pipeline.kafka.partitioner import partition_for_key
+from agents.rejections import rejection
 from schemas.message_keys import user_id_of_key
+from schemas.partitioner import partition_for_key
 from schemas.records import UserPreferences
+from schemas.structs import OutRecord, SourceMessage
 from schemas.validation import Invalid, parse_preferences
 from tables.preferences import PreferencesStore
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.outbox import OutRecord
-from pipeline.kafka.partitioner import partition_for_key
-from pipeline.metrics import Metrics
-from pipeline.topics import TopicNames
+from agents.telemetry import Telemetry
+from schemas.partitioner import partition_for_key
 from schemas.records import InvalidRecord
+from schemas.structs import OutRecord
+from schemas.topics import TopicNames
 
 
 def encode_records(value: Any) -> Any:
@@ -50,7 +50,7 @@ class OutputWriter:
 
     topics: TopicNames
     partitions: int
-    metrics: Metrics | None = None
+    metrics: Telemetry | None = None
 
     def status(
         self,

@@ -1,20 +1,9 @@
-"""The input record an agent is working on, and what rejecting it publishes."""
+"""What rejecting an input record publishes: the record on the invalid topic and its status."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from agents.records_out import OutputWriter
-from pipeline.kafka.outbox import OutRecord
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SourceMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+from schemas.structs import OutRecord, SourceMessage
 
 
 def rejection(

@@ -21,9 +21,9 @@ from agents.routing.channels import Target, notification_id, resolve_channels
 from agents.routing.decide import QUIET_REASON
 from agents.routing.render import TemplateError
 from agents.routing.schedule import quiet_until
-from pipeline.kafka.outbox import OutRecord
-from pipeline.metrics import Metrics
+from agents.telemetry import Telemetry
 from schemas.records import NotificationEvent, UserPreferences
+from schemas.structs import OutRecord
 from schemas.timestamps import parse_timestamp
 from tables.preferences import PreferencesLookup, quiet_hours_of
 from tables.timers import (
@@ -59,7 +59,7 @@ class Sweeper:
     preferences: PreferencesLookup
     clock: Callable[[], datetime]
     batch_limit: int = 1000
-    metrics: Metrics | None = None
+    metrics: Telemetry | None = None
     # Users whose preferences changed: their held rows are looked at again on the next sweep,
     # so removing quiet hours releases at once instead of at the old due time.
     _touched: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))

@@ -13,8 +13,7 @@ from datetime import datetime
 import orjson
 
 from agents.dispatch import millis
-from agents.rejections import SourceMessage
-from pipeline.kafka.outbox import OutRecord
+from schemas.structs import OutRecord, SourceMessage
 from schemas.timestamps import parse_timestamp
 from tables.timers import TimerTable, retry_key
 

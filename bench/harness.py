@@ -25,7 +25,7 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.local import LocalKafka, die_with_parent, free_port
 from pipeline.runner import start_dev_sinks_thread
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
+from schemas.topics import TopicNames
 
 PARTITIONS = 8
 PREFIX = "bench."

@@ -16,18 +16,19 @@ from agents.preferences import PreferencesUpdater
 from agents.records_out import OutputWriter, utc_iso
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
-from pipeline.clock import Clock, clock_for
 from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
 from pipeline.kafka.admin import TopicSpec
-from pipeline.kafka.outbox import OutRecord, OversizedHandler, TransactionalOutbox, record_size
+from pipeline.kafka.outbox import OversizedHandler, TransactionalOutbox
 from pipeline.metrics import Metrics
 from pipeline.roles import ROUTE, delivery_channels
 from pipeline.runtime.members import GroupOwners, member_client_id
 from pipeline.runtime.route import ConsumerConfig, RouteRuntime
 from pipeline.runtime.service import run_with
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
 from pipeline.web.server import ClarionWeb, faust_web_options
+from schemas.clock import Clock, clock_for
+from schemas.structs import OutRecord, record_size
+from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger, seen_index
 from tables.preferences import PreferencesStore
 from tables.timers import TimerTable, due_index
@@ -170,9 +171,9 @@ def _state_table(
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
-    from agents.delivery.register import register_delivery  # noqa: PLC0415
-    from agents.inbox import register_inbox  # noqa: PLC0415
     from pipeline.web import register_web  # noqa: PLC0415
+    from pipeline.wiring.delivery import register_delivery  # noqa: PLC0415
+    from pipeline.wiring.inbox import register_inbox  # noqa: PLC0415
 
     rewind.install()
     fetch_snapshot.install()

@@ -16,8 +16,8 @@ import orjson
 from agents.delivery.providers.config import ProviderConfigError
 from pipeline.kafka.local import LocalKafkaError, fetch_kafka
 from pipeline.settings import Settings, SettingsError
-from pipeline.topics import TopicNames
 from pipeline.web.auth import ApiKeys
+from schemas.topics import TopicNames
 from schemas.validation import HoldHorizon, Invalid, encode_decoded, parse_event, parse_preferences
 
 

@@ -10,7 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
+from schemas.topics import TopicNames
 
 # Fields a dead letter adds to its Delivery; a replay starts the delivery afresh without them.
 _LETTER_FIELDS = ("error", "attempts", "failed_at", "errors")

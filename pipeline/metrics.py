@@ -30,6 +30,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from agents.telemetry import CIRCUIT_OPEN, PERMANENT_ERROR, SENT, TRANSIENT_ERROR
 from pipeline import metric_names as names
 from schemas.records import CHANNELS, PRIORITIES, STATUSES
 from schemas.timestamps import parse_timestamp
@@ -37,12 +38,8 @@ from schemas.timestamps import parse_timestamp
 OTHER = "other"
 NO_CHANNEL = "none"
 
-# Outcomes of one delivery attempt (label ``outcome`` of clarion_deliveries_total).
-SENT = "sent"
-TRANSIENT_ERROR = "transient_error"
-PERMANENT_ERROR = "permanent_error"
-CIRCUIT_OPEN = "circuit_open"
-NO_PROVIDER = "none"
+# Outcomes of one delivery attempt (label ``outcome`` of clarion_deliveries_total); the
+# constants live with the agents that report them (agents/telemetry.py).
 DELIVERY_OUTCOMES = (SENT, TRANSIENT_ERROR, PERMANENT_ERROR, CIRCUIT_OPEN)
 
 # Kinds of timer rows the sweep releases (label ``kind`` of clarion_released_total).

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from agents.delivery.providers.config import ProvidersConfig
 from agents.delivery.tuning import DeliveryTuning
-from pipeline.kafka.outbox import DEFAULT_MAX_RECORD_BYTES
 from pipeline.roles import ALL_ROLES, RolesError, parse_roles
 from schemas.hold_horizon import DEFAULT_MAX_HOLD
 from schemas.records import CHANNELS
+from schemas.structs import DEFAULT_MAX_RECORD_BYTES
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 

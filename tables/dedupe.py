@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.outbox import OutRecord
+from schemas.structs import OutRecord
 from tables.txstore import TransactionalTable
 
 _SEP = "\x1f"

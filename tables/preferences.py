@@ -13,9 +13,9 @@ from typing import Protocol
 
 import orjson
 
-from pipeline.kafka.outbox import OutRecord
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 from schemas.records import UserPreferences
+from schemas.structs import OutRecord
 from tables.txstore import TransactionalTable
 
 

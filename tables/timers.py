@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.kafka.outbox import OutRecord
+from schemas.structs import OutRecord
 from tables.keys import part
 from tables.txstore import TransactionalTable
 from tables.user_notifications import NOTIFICATION

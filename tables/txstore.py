@@ -29,7 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
-from pipeline.kafka.outbox import OutRecord
+from schemas.structs import OutRecord
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import yaml
 from pipeline import metric_names
 from pipeline.app import topic_specs
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
+from schemas.topics import TopicNames
 from tests.helpers.metrics import exercised_metrics, exported
 
 ROOT = Path(__file__).resolve().parents[1]

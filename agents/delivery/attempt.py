@@ -37,16 +37,16 @@ from agents.delivery.providers.base import (
 )
 from agents.delivery.ratelimit import TokenBucket
 from agents.records_out import OutputWriter, utc_iso
-from pipeline.clock import Clock
-from pipeline.kafka.outbox import OutRecord
-from pipeline.metrics import (
+from agents.telemetry import (
     CIRCUIT_OPEN,
     NO_PROVIDER,
     PERMANENT_ERROR,
     SENT,
     TRANSIENT_ERROR,
-    Metrics,
+    Telemetry,
 )
+from schemas.clock import Clock
+from schemas.structs import OutRecord
 from schemas.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ChannelSender:
     clock: Clock
     forget_address: ForgetAddress | None = None
     rng: random.Random = field(default_factory=random.Random)
-    metrics: Metrics | None = None
+    metrics: Telemetry | None = None
 
     async def attempt(
         self, delivery: dict[str, Any], partition: int, announce: Announce | None = None

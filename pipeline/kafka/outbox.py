@@ -28,33 +28,20 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+
+from schemas.structs import DEFAULT_MAX_RECORD_BYTES, OutRecord, record_size
 
 logger = logging.getLogger(__name__)
 
 _COMMIT_ATTEMPTS = 5
 
-# Below the broker's default message.max.bytes (1,048,588) with room for the record's framing.
-DEFAULT_MAX_RECORD_BYTES = 1_000_000
-
-
-class OutRecord(NamedTuple):
-    topic: str
-    partition: int
-    key: bytes | None
-    value: bytes | None
-
 
 class OutboxCommitError(RuntimeError):
     """The broker refused a transaction several times; the worker must restart."""
-
-
-def record_size(record: OutRecord) -> int:
-    """What a record weighs against the broker's limit, framing aside."""
-    return len(record.key or b"") + len(record.value or b"")
 
 
 # Told a record over ``max_record_bytes`` with the partition and the (topic, offset) of the record

@@ -31,11 +31,11 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.errors import KafkaError
 
 from agents.delivery.attempt import ChannelSender
-from pipeline.kafka.outbox import OutRecord
 from pipeline.metrics import Metrics
 from pipeline.runtime.offsets import OffsetTracker
 from pipeline.settings import Settings
-from pipeline.topics import TopicNames
+from schemas.structs import OutRecord
+from schemas.topics import TopicNames
 
 if TYPE_CHECKING:
     pass

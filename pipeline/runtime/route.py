@@ -33,13 +33,14 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from agents.ingest import EventRouter
 from agents.preferences import PreferencesUpdater
 from agents.records_out import utc_iso
-from agents.rejections import SourceMessage, rejection
+from agents.rejections import rejection
 from agents.release import Sweeper
 from agents.retry import schedule_retry
-from pipeline.clock import Clock
-from pipeline.kafka.outbox import OutboxCommitError, OutRecord, TransactionalOutbox
+from pipeline.kafka.outbox import OutboxCommitError, TransactionalOutbox
 from pipeline.metrics import Metrics
-from pipeline.topics import TopicNames
+from schemas.clock import Clock
+from schemas.structs import OutRecord, SourceMessage
+from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger
 from tables.timers import TimerTable
 from tables.txstore import TransactionalTable

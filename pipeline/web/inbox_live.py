@@ -22,12 +22,13 @@ import orjson
 from aiohttp import web as aiohttp_web
 from aiokafka.errors import KafkaError
 
-from agents.inbox import InboxFeed, mark_read_command
+from agents.inbox import InboxFeed
 from agents.records_out import utc_iso
-from pipeline.kafka.partitioner import partition_for_key
 from pipeline.web.owners import Owners
 from pipeline.web.responses import error_response, json_response
 from pipeline.web.views import Authorize
+from pipeline.wiring.inbox import mark_read_command
+from schemas.partitioner import partition_for_key
 from tables.inbox_rows import UserInbox
 from tables.rows import TableRows
 

@@ -22,8 +22,8 @@ import aiohttp
 from faust.types import TP
 from yarl import URL
 
-from pipeline.kafka.partitioner import partition_for_key
 from pipeline.web.responses import error_response
+from schemas.partitioner import partition_for_key
 
 # Set on forwarded requests: a worker that gets one for a partition it does not hold does
 # not forward it again (the assignment is changing), it answers 503.

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.ingest import EventRouter, SourceMessage
+from agents.ingest import EventRouter
 from agents.records_out import OutputWriter
-from pipeline.kafka.outbox import OutRecord
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 from schemas.records import Delivery, StatusChange, UserPreferences
+from schemas.structs import OutRecord, SourceMessage
 from tables.dedupe import DedupeLedger
 from tables.txstore import TransactionalTable
 from tests.helpers.timers import TOPICS, dispatcher, local_dedupe_table, local_timer_table

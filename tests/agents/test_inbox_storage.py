@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.kafka.admin import TopicSpec, ensure_topics
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 from tests.agents.conftest import PARTITIONS, Pipeline
 from tests.helpers.kafka import produce_json
 from tests.helpers.pipeline_io import IN_APP_ONLY, event, preferences, wait_for_preferences

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 
 from agents.preferences import Forward, Reject, Store, judge
-from agents.rejections import SourceMessage
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
+from schemas.structs import SourceMessage
 from tests.helpers.timers import TOPICS
 
 HOME = partition_for_key(b"ann", 8)

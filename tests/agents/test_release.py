@@ -15,8 +15,8 @@ import pytest
 
 from agents.dispatch import Arrival, Dispatcher, millis
 from agents.release import DIGEST_LINE_CHARS, DIGEST_LISTED, DIGEST_MAX_EVENTS, Sweeper
-from pipeline.kafka.outbox import OutRecord
 from schemas.records import NotificationEvent, UserPreferences
+from schemas.structs import OutRecord
 from tables.timers import TimerTable
 from tables.txstore import TransactionalTable
 from tables.user_notifications import NOTIFICATION

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import metric_names
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 from tests.agents.conftest import PARTITIONS, Pipeline
 from tests.helpers.kafka import TopicReader, produce, produce_json
 from tests.helpers.librdkafka import (

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.kafka.local import LocalKafka
-from pipeline.topics import TopicNames
+from schemas.topics import TopicNames
 from tests.helpers.kafka import TopicReader
 from tests.helpers.worker import WorkerProcess
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from pipeline.kafka.partitioner import partition_for_key
+from schemas.partitioner import partition_for_key
 
 Messages = Sequence[tuple[bytes, bytes | None]]
 

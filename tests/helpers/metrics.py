@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metrics import SENT, Metrics
+from agents.telemetry import SENT
+from pipeline.metrics import Metrics
 
 
 def exercised_metrics() -> Metrics:

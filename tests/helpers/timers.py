@@ -9,9 +9,9 @@ from agents.dispatch import Dispatcher
 from agents.records_out import OutputWriter
 from agents.routing.render import TemplateRenderer
 from pipeline.app import BUILTIN_TEMPLATES
-from pipeline.kafka.outbox import OutRecord
-from pipeline.topics import TopicNames
 from schemas.records import UserPreferences
+from schemas.structs import OutRecord
+from schemas.topics import TopicNames
 from tables.dedupe import seen_index
 from tables.timers import TimerTable, due_index
 from tables.txstore import IndexOf, TransactionalTable

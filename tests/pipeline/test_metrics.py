@@ -18,16 +18,10 @@ from agents.records_out import OutputWriter
 from agents.release import Sweeper
 from agents.routing.channels import resolve_channels, suppression_reason
 from agents.routing.render import TemplateRenderer
+from agents.telemetry import CIRCUIT_OPEN, SENT, TRANSIENT_ERROR
 from pipeline import metric_names
 from pipeline.app import BUILTIN_TEMPLATES
-from pipeline.metrics import (
-    CIRCUIT_OPEN,
-    SENT,
-    SUPPRESSION_KINDS,
-    TRANSIENT_ERROR,
-    Metrics,
-    suppression_kind,
-)
+from pipeline.metrics import SUPPRESSION_KINDS, Metrics, suppression_kind
 from pipeline.web.metrics import consumer_lag
 from schemas.records import CHANNELS, NotificationEvent, UserPreferences
 from tables.timers import TimerTable

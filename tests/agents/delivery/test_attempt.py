@@ -14,8 +14,8 @@ from agents.delivery.breaker import CircuitBreaker
 from agents.delivery.providers.base import SendResult, TransientDeliveryError
 from agents.delivery.ratelimit import TokenBucket
 from agents.records_out import OutputWriter
-from pipeline.kafka.outbox import OutRecord
-from pipeline.topics import TopicNames
+from schemas.structs import OutRecord
+from schemas.topics import TopicNames
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 TOPICS = TopicNames(prefix="clarion.")

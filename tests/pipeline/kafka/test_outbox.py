@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaProducer
 from pipeline.kafka import outbox as outbox_module
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.local import LocalKafka
-from pipeline.kafka.outbox import OutRecord, TransactionalOutbox
+from pipeline.kafka.outbox import TransactionalOutbox
+from schemas.structs import OutRecord
 from tests.helpers.kafka import TopicReader
 
 pytestmark = pytest.mark.integration

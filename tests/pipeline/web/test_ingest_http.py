@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from pipeline.kafka.local import LocalKafka
-from pipeline.kafka.partitioner import partition_for_key
 from pipeline.web.ingest import EventPublisher, PublishError
+from schemas.partitioner import partition_for_key
 from tests.helpers.deployment import PARTITIONS, Pipeline, deployment
 from tests.helpers.kafka import Received
 from tests.helpers.pipeline_io import event, statuses

@@ -6,7 +6,7 @@
   records are acknowledged by the broker before the delivery's offset can be committed:
   a crash repeats the attempt (same notification id, so the provider's idempotency key
   recognises it) rather than losing it; a rebalance or a clean stop repeats nothing.
-* ``clarion.deliver.in_app`` is stored in the user's inbox table (agents/inbox.py).
+* ``clarion.deliver.in_app`` is stored in the user's inbox table (pipeline/wiring/inbox.py).
 * ``clarion.retry``: read by the route runtime (agents/retry.py).
 * ``clarion.status``: the history of every notification, in a table keyed by its id.
 """
@@ -24,16 +24,16 @@ import orjson
 
 from agents.delivery.attempt import ChannelSender, ForgetAddress, ProviderSlot
 from agents.delivery.breaker import CircuitBreaker
+from agents.delivery.invalid import invalid_delivery
 from agents.delivery.providers import build_providers
 from agents.delivery.providers.base import Provider
 from agents.delivery.providers.smtp import SmtpProvider
 from agents.delivery.ratelimit import TokenBucket
-from agents.records_out import OutputWriter, encode_records, utc_iso
-from pipeline.clock import Clock
-from pipeline.kafka.outbox import OutRecord
-from pipeline.kafka.partitioner import partition_for_key
+from agents.records_out import encode_records
 from pipeline.runtime.delivery import DeliveryRuntime
 from pipeline.runtime.service import run_with
+from schemas.partitioner import partition_for_key
+from schemas.structs import OutRecord
 from tables.status_history import append_status
 
 if TYPE_CHECKING:
@@ -138,22 +138,8 @@ async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
 
 
 def unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
-    """For the Faust agents (retries here, the inbox in agents/inbox.py)."""
+    """For the Faust agents (the inbox in pipeline/wiring/inbox.py)."""
     return invalid_delivery(clarion.writer, clarion.clock, message, exc)
-
-
-def invalid_delivery(writer: OutputWriter, clock: Clock, message: Any, exc: Exception) -> OutRecord:
-    """The invalid record for a message that could not be handled: Faust's message or
-    aiokafka's record, both have ``topic``, ``partition``, ``offset``, ``key`` and ``value``."""
-    return writer.invalid(
-        raw=message.value,
-        key=message.key,
-        error=f"could not deliver: {exc!r}",
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        at=utc_iso(clock()),
-    )
 
 
 def _register_status(clarion: Clarion) -> None:

@@ -5,7 +5,7 @@ import random
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from pipeline.kafka.partitioner import murmur2, partition_for_key
+from schemas.partitioner import murmur2, partition_for_key
 
 
 def test_murmur2_matches_aiokafka_for_every_tail_length() -> None:

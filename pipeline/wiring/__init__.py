@@ -1,0 +1,1 @@
+"""Where the Faust app is wired to the pure cores of agents/: its agents, runtimes and hooks."""
