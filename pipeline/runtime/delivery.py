@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from agents.delivery.attempt import ChannelSender
 from pipeline.metrics import Metrics
 from pipeline.runtime.offsets import OffsetTracker
+from pipeline.runtime.positions import seek_to_start
 from pipeline.settings import Settings
 from schemas.structs import OutRecord
 from schemas.topics import TopicNames
@@ -341,6 +342,27 @@ class DeliveryRuntime:
                 DRAIN_TIMEOUT,
             )
 
+    async def take_over(self, assigned: set[TopicPartition]) -> None:
+        """Partitions this group never committed start where Faust's group of earlier
+        versions left them (an upgrade re-sends nothing delivered), else at the beginning."""
+        consumer = self._consumer
+        assert consumer is not None
+        # Before any await: nothing is fetched from an unsettled position.
+        consumer.pause(*assigned)
+        try:
+            settings = self._settings
+            await seek_to_start(
+                consumer,
+                assigned,
+                legacy_group_id=settings.group_id,
+                legacy_topics=set(self._senders),
+                client_options=settings.kafka_options,
+                bootstrap_servers=settings.bootstrap_servers,
+                reposition_committed=False,
+            )
+        finally:
+            consumer.resume(*assigned)
+
     async def hand_over(self, revoked: set[TopicPartition]) -> None:
         """Partitions are being revoked: start none of their records, let the ones in flight
         finish (bounded), commit, forget them."""
@@ -365,6 +387,7 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("delivery partitions assigned: %s", _names(assigned))
+        await self._runtime.take_over(set(assigned))
 
 
 def interleave(

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from agents.ingest import EventRouter
@@ -38,6 +37,7 @@ from agents.release import Sweeper
 from agents.retry import schedule_retry
 from pipeline.kafka.outbox import OutboxCommitError, TransactionalOutbox
 from pipeline.metrics import Metrics
+from pipeline.runtime.positions import seek_to_start
 from schemas.clock import Clock
 from schemas.structs import OutRecord, SourceMessage
 from schemas.topics import TopicNames
@@ -305,7 +305,15 @@ class RouteRuntime:
             await self.outbox.claim(partitions)
             for table in self.tables:
                 await table.recover(partitions)
-            await self._position(consumer, assigned)
+            config = self.consumer_config
+            await seek_to_start(
+                consumer,
+                assigned,
+                legacy_group_id=self.legacy_group_id,
+                legacy_topics=(self.topics.events, self.topics.retry),
+                client_options=config.options,
+                bootstrap_servers=config.bootstrap_servers,
+            )
             self._owned.update(partitions)
             self._recovering = False
             consumer.resume(*assigned)
@@ -326,39 +334,6 @@ class RouteRuntime:
         self._owned.difference_update(gone)
         if self.on_owned is not None:
             self.on_owned(sorted(self._owned))
-
-    async def _position(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        """Seek to the committed offsets as they stand after the fence."""
-        uncommitted: list[TopicPartition] = []
-        for tp in assigned:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                uncommitted.append(tp)
-            else:
-                consumer.seek(tp, committed)
-        legacy = await self._legacy_offsets(
-            [tp for tp in uncommitted if tp.topic in (self.topics.events, self.topics.retry)]
-        )
-        for tp in uncommitted:
-            if tp in legacy:
-                logger.info("%s[%d]: starting at %d, from the earlier group", *tp, legacy[tp])
-                consumer.seek(tp, legacy[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
-
-    async def _legacy_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        if not tps or self.legacy_group_id is None:
-            return {}
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.consumer_config.bootstrap_servers,
-            **self.consumer_config.options,
-        )
-        await admin.start()
-        try:
-            found = await admin.list_consumer_group_offsets(self.legacy_group_id, partitions=tps)
-        finally:
-            await admin.close()
-        return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
