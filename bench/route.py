@@ -77,7 +77,8 @@ def run_route_bench(settings: Settings, *, events: int, users: int) -> None:
             )
         )
         asyncio.run(publish(broker.bootstrap, topics.events, messages))
-        worker = start_worker(broker)
+        # One routing worker: delivery runs elsewhere (its own roles), not behind this one.
+        worker = start_worker(broker, CLARION_ROLES="route")
         try:
             rate = asyncio.run(measure_worker(broker, topics.events, events, worker))
         except RuntimeError:

@@ -239,7 +239,12 @@ class TransactionalOutbox:
                 transactional_id=f"{self.transactional_prefix}-{partition}",
                 enable_idempotence=True,
                 acks="all",
-                linger_ms=5,
+                # Batches are built whole (create_batch/send_batch): waiting adds latency only.
+                linger_ms=0,
+                # A transaction is several requests in turn (add partitions, produce, add
+                # offsets, commit); aiokafka's default 100 ms backoff between them showed as
+                # tens of milliseconds per commit.
+                retry_backoff_ms=20,
                 **self.producer_options,
             )
             # Starting the producer registers its transactional id, which fences the previous

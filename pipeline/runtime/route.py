@@ -113,6 +113,7 @@ class RouteRuntime:
     # aiokafka logs and swallows what a rebalance listener raises; the loop raises it instead.
     _listener_failure: BaseException | None = None
     _observe_routing: Callable[[float], None] | None = None
+    _committing: asyncio.Future[None] | None = None
 
     @property
     def source_topics(self) -> list[str]:
@@ -151,9 +152,11 @@ class RouteRuntime:
                 async with self._lock:
                     if generation == self._generation:
                         await self._process(consumer, batches)
+                        await self._commit_behind()
         finally:
             try:
                 async with self._lock:
+                    await self._committed()
                     await self._let_go(self._owned)
                 # Leaves the group: the partitions move to the others at once.
                 await consumer.stop()
@@ -229,7 +232,22 @@ class RouteRuntime:
         if flushing:
             await asyncio.gather(*flushing)
         self._sweep_if_due()
-        await outbox.flush_all()
+
+    async def _commit_behind(self) -> None:
+        """Start committing what was just processed, once the previous commit has finished.
+
+        The next batch is fetched and processed while this one commits (its writes are
+        visible through the tables' overlays), so a record arriving during a commit waits for
+        that one and its own, not for a whole extra cycle.
+        """
+        await self._committed()
+        self._committing = asyncio.ensure_future(self.outbox.flush_all())
+
+    async def _committed(self) -> None:
+        """Wait for the commit in flight; raises what it raised (OutboxCommitError)."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     def _ready(self, partition: int) -> bool:
         return all(table.is_ready(partition) for table in self.tables)
@@ -299,6 +317,7 @@ class RouteRuntime:
         self._generation += 1
         consumer.pause(*assigned)
         async with self._lock:
+            await self._committed()
             self._recovering = True
             partitions = sorted({tp.partition for tp in assigned})
             # Fenced first: the committed offsets and the changelogs are final afterwards.
@@ -323,6 +342,7 @@ class RouteRuntime:
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
         async with self._lock:
+            await self._committed()
             await self._let_go({tp.partition for tp in revoked})
 
     async def _let_go(self, partitions: Iterable[int]) -> None:
