@@ -241,7 +241,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         digest_window_seconds=settings.digest_window,
     )
     sweeper = Sweeper(
-        dispatcher=dispatcher, timers=timers, preferences=preferences, clock=clock, metrics=metrics
+        dispatcher=dispatcher,
+        timers=timers,
+        preferences=preferences,
+        clock=clock,
+        metrics=metrics,
+        # Per partition and turn (pipeline/runtime/route.py): what routing may wait behind.
+        batch_limit=250,
     )
     ledger = DedupeLedger(table=dedupe_table, window=settings.dedupe_window)
     route_group = settings.route_group_id

@@ -114,6 +114,8 @@ class RouteRuntime:
     _listener_failure: BaseException | None = None
     _observe_routing: Callable[[float], None] | None = None
     _committing: asyncio.Future[None] | None = None
+    _sweep_turn: int = 0
+    _sweep_busy: bool = False
 
     @property
     def source_topics(self) -> list[str]:
@@ -144,7 +146,8 @@ class RouteRuntime:
                 if self._listener_failure is not None:
                     raise self._listener_failure
                 batches = await consumer.getmany(
-                    timeout_ms=_FETCH_TIMEOUT_MS, max_records=self.consumer_config.max_records
+                    timeout_ms=0 if self._mid_sweep else _FETCH_TIMEOUT_MS,
+                    max_records=self.consumer_config.max_records,
                 )
                 # Read with no await since the fetch returned: a rebalance that begins later
                 # changes it, and the batch is dropped (the listener re-positions partitions).
@@ -293,19 +296,37 @@ class RouteRuntime:
         return guarded
 
     def _sweep_if_due(self) -> None:
+        """Sweep one partition's due timers per batch, in turn.
+
+        A partition's sweep releases at most the sweeper's batch limit: between two
+        partitions' sweeps the loop routes what arrived meanwhile, so a burst of digests
+        closing does not hold up critical events behind it for the whole burst. While a
+        round released something, the next round starts at once; otherwise it waits for
+        the sweep interval.
+        """
         now = time.monotonic()
         if now < self._next_sweep:
             return
-        self._next_sweep = now + self.sweep_interval
-        at = self.clock().timestamp()
-        for partition in sorted(self._owned):
-            if not self._ready(partition):
-                continue
-            released = self.sweeper.sweep(partition)
-            expired = self.ledger.expired(partition, now=at)
-            self.ledger.table.stage(partition, expired)
-            if released or expired:
-                self.outbox.add_unsourced(partition, [*released, *expired])
+        partitions = [p for p in sorted(self._owned) if self._ready(p)]
+        if not partitions:
+            self._next_sweep = now + self.sweep_interval
+            return
+        partition = partitions[self._sweep_turn % len(partitions)]
+        self._sweep_turn += 1
+        released = self.sweeper.sweep(partition)
+        expired = self.ledger.expired(partition, now=self.clock().timestamp())
+        self.ledger.table.stage(partition, expired)
+        if released or expired:
+            self.outbox.add_unsourced(partition, [*released, *expired])
+            self._sweep_busy = True
+        if self._sweep_turn % len(partitions) == 0:
+            self._next_sweep = now if self._sweep_busy else now + self.sweep_interval
+            self._sweep_busy = False
+
+    @property
+    def _mid_sweep(self) -> bool:
+        """A round of sweeps is under way: fetch without waiting, to finish it promptly."""
+        return self._next_sweep <= time.monotonic()
 
     # -- rebalances ----------------------------------------------------------------------
 
