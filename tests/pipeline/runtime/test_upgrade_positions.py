@@ -47,9 +47,7 @@ async def test_routing_resumes_at_the_earlier_groups_offset(pipeline: Pipeline) 
     await produce_json(
         pipeline.bootstrap, pipeline.topics.events, [event(f"up-{n}", user) for n in range(10)]
     )
-    await commit_as_earlier_version(
-        pipeline, TopicPartition(pipeline.topics.events, partition), 6
-    )
+    await commit_as_earlier_version(pipeline, TopicPartition(pipeline.topics.events, partition), 6)
     deliver = pipeline.topics.deliver("in_app")
     async with pipeline.reader(deliver) as reader:
         pipeline.worker().start()
