@@ -1,18 +1,20 @@
 """Routing while workers come and go: A and B route a steady stream; A stops gracefully, C
 joins, B is SIGKILLed. Every event reaches its channel topic exactly once for read_committed
-readers, and every digest row is released exactly once, by whoever owns it when it is due.
+readers, every digest row is released exactly once, by whoever owns it when it is due, and
+B's partitions route again within 15 s of its death.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.agents.conftest import Pipeline
+from tests.agents.conftest import PARTITIONS, Pipeline
 from tests.agents.test_durable_time import FileClock
 from tests.helpers.kafka import produce_json
 from tests.helpers.pipeline_io import IN_APP_ONLY, event, preferences, wait_for_preferences
@@ -70,6 +72,20 @@ async def test_graceful_stop_kill_and_join_route_every_event_once(
             seen = routed()
             await reader.wait_for(lambda _: routed() >= seen + 300, what="routing by B and C")
             b.kill()
+            killed_at, after_kill = time.monotonic(), len(sent)
+
+            def partitions_routing_again() -> set[int]:
+                late = set(sent[after_kill:])
+                return {r.partition for r in reader.on(deliver) if r.json()["event_ids"][0] in late}
+
+            # Within 15 s of the kill, every partition routes again: B's too, taken over by C.
+            await reader.wait_for(
+                lambda _: len(partitions_routing_again()) == PARTITIONS,
+                deadline_s=15,
+                what="every partition routing again after the SIGKILL",
+            )
+            resumed = time.monotonic() - killed_at
+            print(f"every partition routed again {resumed:.1f} s after B's SIGKILL")
             seen = routed()
             await reader.wait_for(lambda _: routed() >= seen + 300, what="routing by C alone")
         finally:
