@@ -37,6 +37,7 @@ from agents.release import Sweeper
 from agents.retry import schedule_retry
 from pipeline.kafka.outbox import OutboxCommitError, TransactionalOutbox
 from pipeline.metrics import Metrics
+from pipeline.runtime.delivery import heartbeat_interval
 from pipeline.runtime.positions import seek_to_start
 from schemas.clock import Clock
 from schemas.structs import OutRecord, SourceMessage
@@ -71,7 +72,7 @@ class ConsumerConfig:
             "auto_offset_reset": "earliest",
             "isolation_level": "read_committed",
             "session_timeout_ms": session_ms,
-            "heartbeat_interval_ms": min(3000, session_ms // 4),
+            "heartbeat_interval_ms": int(heartbeat_interval(self.session_timeout) * 1000),
             "max_poll_records": self.max_records,
             **self.options,
             **overrides,
