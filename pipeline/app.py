@@ -5,25 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import faust
 
 from agents.dispatch import Dispatcher
-from agents.inbox import InboxFeed
+from agents.inbox import InboxFeed, InboxWriter
 from agents.ingest import EventRouter
 from agents.preferences import PreferencesUpdater
 from agents.records_out import OutputWriter, utc_iso
 from agents.release import Sweeper
 from agents.routing.render import TemplateRenderer
-from pipeline.kafka import fetch_snapshot, isolation, resume_order, rewind
+from agents.status import StatusRecorder
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.outbox import OversizedHandler, TransactionalOutbox
 from pipeline.metrics import Metrics
-from pipeline.roles import ROUTE, delivery_channels
+from pipeline.roles import ROUTE, STORE, delivery_channels
+from pipeline.runtime.batch import BatchRuntime, Stage
+from pipeline.runtime.consumers import ConsumerConfig
 from pipeline.runtime.members import GroupOwners, member_client_id
-from pipeline.runtime.route import ConsumerConfig, RouteRuntime
+from pipeline.runtime.route import RouteStage
 from pipeline.runtime.service import run_with
+from pipeline.runtime.store import StoreStage
 from pipeline.settings import Settings
 from pipeline.web.server import ClarionWeb, faust_web_options
 from schemas.clock import Clock, clock_for
@@ -31,6 +33,7 @@ from schemas.structs import OutRecord, record_size
 from schemas.topics import TopicNames
 from tables.dedupe import DedupeLedger, seen_index
 from tables.preferences import PreferencesStore
+from tables.status_history import StatusHistories
 from tables.timers import TimerTable, due_index
 from tables.txstore import IndexOf, TransactionalTable, no_index
 
@@ -53,6 +56,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         names.timers: state,
         names.dedupe_state: state,
         names.preferences_state: state,
+        names.status_state: state,
+        names.inbox_state: state,
     }
     return [
         TopicSpec(name=name, partitions=settings.partitions, config=configs.get(name, {}))
@@ -61,27 +66,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 def internal_topic_specs(app: faust.App) -> list[TopicSpec]:
-    """Faust's own topics (table changelogs, the assignor's leader topic), as Faust declares them.
+    """Faust's own topic, the assignor's leader topic, as Faust names it.
 
-    Created with the others before the worker starts: left to Faust, they are declared while
-    the worker is already consuming, and a table whose changelog the first rebalance saw with
-    0 partitions ignores its writes until the next one.
+    Created with the others before the worker starts: left to Faust, it is declared while
+    the worker is already starting.
     """
-    specs = []
-    for table in app.tables.values():
-        topic = table.changelog_topic
-        config = {str(k): str(v) for k, v in (topic.config or {}).items()}
-        if "cleanup.policy" not in config:
-            kinds = (("compact", topic.compacting), ("delete", topic.deleting))
-            config["cleanup.policy"] = ",".join(name for name, on in kinds if on) or "delete"
-        if topic.retention and "retention.ms" not in config:
-            config["retention.ms"] = str(int(float(topic.retention) * 1000))
-        specs.append(
-            TopicSpec(name=topic.get_topic_name(), partitions=topic.partitions, config=config)
-        )
     # The name faust/assignor/leader_assignor.py gives it; one partition, like Faust's.
-    specs.append(TopicSpec(name=f"{app.conf.id}-__assignor-__leader", partitions=1))
-    return specs
+    return [TopicSpec(name=f"{app.conf.id}-__assignor-__leader", partitions=1)]
 
 
 @dataclass(kw_only=True)
@@ -95,12 +86,14 @@ class Clarion:
     writer: OutputWriter
     renderer: TemplateRenderer
     timer_table: TransactionalTable
-    inbox_table: Any
+    inbox_table: TransactionalTable
     inbox_feed: InboxFeed
-    status_table: Any
+    statuses: StatusHistories
     dispatcher: Dispatcher
-    route: RouteRuntime
+    route: BatchRuntime
     route_owners: GroupOwners
+    store: BatchRuntime
+    store_owners: GroupOwners
     clock: Clock
     metrics: Metrics
 
@@ -173,20 +166,14 @@ def _state_table(
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     from pipeline.web import register_web  # noqa: PLC0415
     from pipeline.wiring.delivery import register_delivery  # noqa: PLC0415
-    from pipeline.wiring.inbox import register_inbox  # noqa: PLC0415
 
-    rewind.install()
-    fetch_snapshot.install()
-    isolation.install()
-    resume_order.install()
     topics = TopicNames(prefix=settings.topic_prefix)
     advertised = settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}"
     app = faust.App(
-        # Faust names its changelogs and leader topic after the app id: the prefix keeps them
-        # beside Clarion's own topics (one ACL, one deployment's topics apart from another's).
+        # Faust names its leader topic after the app id: the prefix keeps it beside Clarion's
+        # own topics (one ACL, one deployment's topics apart from another's).
         settings.group_id,
         broker=settings.broker,
-        store="rocksdb://",
         datadir=str(settings.data_dir / "tables"),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -196,37 +183,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         canonical_url=advertised,
         producer_acks=-1,
         autodiscover=False,
-        table_cleanup_interval=60.0,
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         **faust_web_options(settings),
     )
     # Before any view is added: Clarion's web server serves Clarion's routes only.
     app.web = ClarionWeb(app)
-    # Raw keys and values: rows of tables.inbox_rows, read by prefix from the local store.
-    inbox_table = app.Table(
-        "inbox",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        help="Each user's in-app notifications, one row per item, and their read marks.",
-    )
-    status_table = app.Table(
-        "status",
-        key_type=str,
-        partitions=settings.partitions,
-        help="Every notification's status history, keyed by notification_id.",
-    )
     template_dirs = [BUILTIN_TEMPLATES]
     if settings.template_dir is not None:
         template_dirs.insert(0, settings.template_dir)
     clock = clock or clock_for(settings.clock_file)
     timer_table = _state_table(settings, "timers", topics.timers, due_index)
-    dedupe_table = _state_table(settings, "dedupe", topics.dedupe_state, seen_index)
     preferences_table = _state_table(settings, "preferences", topics.preferences_state, no_index)
-    state_tables = [timer_table, dedupe_table, preferences_table]
     preferences = PreferencesStore(table=preferences_table, partitions=settings.partitions)
     timers = TimerTable(table=timer_table)
     metrics = Metrics()
@@ -240,6 +209,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         default_caps=settings.default_caps,
         digest_window_seconds=settings.digest_window,
     )
+    ledger = DedupeLedger(
+        table=_state_table(settings, "dedupe", topics.dedupe_state, seen_index),
+        window=settings.dedupe_window,
+    )
     sweeper = Sweeper(
         dispatcher=dispatcher,
         timers=timers,
@@ -249,38 +222,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         # Per partition and turn (pipeline/runtime/route.py): what routing may wait behind.
         batch_limit=250,
     )
-    ledger = DedupeLedger(table=dedupe_table, window=settings.dedupe_window)
-    route_group = settings.route_group_id
-    route_owners = GroupOwners(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=route_group,
-        topic=topics.events,
-        client_options=settings.kafka_options,
-    )
-    route = RouteRuntime(
-        consumer_config=ConsumerConfig(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=route_group,
-            # Other workers find this one's web server from it (the views' owner routing).
-            client_id=member_client_id(advertised),
-            session_timeout=settings.runtime_session_timeout,
-            max_records=settings.commit_batch,
-            options=settings.kafka_options,
-        ),
+    route_stage = RouteStage(
         topics=topics,
-        outbox=TransactionalOutbox(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=route_group,
-            source_topic=topics.events,
-            transactional_prefix=f"{settings.group_id}-ingest",
-            max_pending=settings.commit_batch,
-            on_committed=_apply_committed(state_tables),
-            on_dropped=_release_fenced(state_tables),
-            producer_options=dict(settings.kafka_options),
-            max_record_bytes=settings.max_record_bytes,
-            on_oversized=_oversized_to_invalid(writer, topics, settings.max_record_bytes, clock),
-        ),
-        tables=state_tables,
+        tables=[timer_table, ledger.table, preferences_table],
         router=EventRouter(
             writer=writer,
             dispatcher=dispatcher,
@@ -307,8 +251,46 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         clock=clock,
         metrics=metrics,
         sweep_interval=settings.sweep_interval,
-        legacy_group_id=settings.group_id,
-        on_owned=route_owners.set_local,
+    )
+    inbox_table = _state_table(settings, "inbox", topics.inbox_state, no_index)
+    statuses = StatusHistories(
+        table=_state_table(settings, "status", topics.status_state, no_index),
+        partitions=settings.partitions,
+    )
+    feed = InboxFeed()
+    store_stage = StoreStage(
+        topics=topics,
+        tables=[statuses.table, inbox_table],
+        recorder=StatusRecorder(histories=statuses),
+        inbox=InboxWriter(
+            table=inbox_table,
+            feed=feed,
+            writer=writer,
+            telemetry=metrics,
+            clock=clock,
+            max_items=settings.delivery.inbox_size,
+        ),
+        feed=feed,
+        writer=writer,
+        clock=clock,
+    )
+    route, route_owners = _batch_runtime(
+        settings,
+        route_stage,
+        group_id=settings.route_group_id,
+        transactions="ingest",
+        advertised=advertised,
+        writer=writer,
+        clock=clock,
+    )
+    store, store_owners = _batch_runtime(
+        settings,
+        store_stage,
+        group_id=settings.store_group_id,
+        transactions="store",
+        advertised=advertised,
+        writer=writer,
+        clock=clock,
     )
     clarion = Clarion(
         settings=settings,
@@ -319,17 +301,68 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         renderer=renderer,
         timer_table=timer_table,
         inbox_table=inbox_table,
-        inbox_feed=InboxFeed(),
-        status_table=status_table,
+        inbox_feed=feed,
+        statuses=statuses,
         dispatcher=dispatcher,
         route=route,
         route_owners=route_owners,
+        store=store,
+        store_owners=store_owners,
         clock=clock,
         metrics=metrics,
     )
     if ROUTE in settings.roles:
         run_with(app, route, "route runtime")
+    if STORE in settings.roles:
+        run_with(app, store, "store runtime")
     register_delivery(clarion, delivery_channels(settings.roles))
-    register_inbox(clarion)
     register_web(clarion)
     return clarion
+
+
+def _batch_runtime(
+    settings: Settings,
+    stage: Stage,
+    *,
+    group_id: str,
+    transactions: str,
+    advertised: str,
+    writer: OutputWriter,
+    clock: Clock,
+) -> tuple[BatchRuntime, GroupOwners]:
+    """A stage's loop in a consumer group of its own, and who owns its partitions."""
+    tables = list(stage.tables)
+    owners = GroupOwners(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        topic=stage.source_topics[0],
+        client_options=settings.kafka_options,
+    )
+    topics = TopicNames(prefix=settings.topic_prefix)
+    runtime = BatchRuntime(
+        consumer_config=ConsumerConfig(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=group_id,
+            # Other workers find this one's web server from it (the views' owner routing).
+            client_id=member_client_id(advertised),
+            session_timeout=settings.runtime_session_timeout,
+            max_records=settings.commit_batch,
+            options=settings.kafka_options,
+        ),
+        stage=stage,
+        outbox=TransactionalOutbox(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=group_id,
+            source_topic=stage.source_topics[0],
+            transactional_prefix=f"{settings.group_id}-{transactions}",
+            max_pending=settings.commit_batch,
+            on_committed=_apply_committed(tables),
+            on_dropped=_release_fenced(tables),
+            producer_options=dict(settings.kafka_options),
+            max_record_bytes=settings.max_record_bytes,
+            on_oversized=_oversized_to_invalid(writer, topics, settings.max_record_bytes, clock),
+        ),
+        legacy_group_id=settings.group_id,
+        on_owned=owners.set_local,
+    )
+    return runtime, owners

@@ -1,10 +1,11 @@
 """Which parts of the hot path a worker runs: ``CLARION_ROLES`` / ``clarion worker --roles``.
 
-``route`` reads events, preferences and retries; ``deliver:<channel>`` sends one external
-channel's deliveries to its providers. Each role has a consumer group of its own, so a worker
-owns partitions only of the topics of its roles, and delivery scales apart from routing: a
-routing worker never waits behind provider round trips. The status history, the in-app inbox
-and the web API run on every worker (Faust's agents and views).
+``route`` reads events, preferences and retries; ``store`` keeps what the web views read
+(the status history and the in-app inbox, with its read marks); ``deliver:<channel>`` sends
+one external channel's deliveries to its providers. Each role has a consumer group of its
+own, so a worker owns partitions only of the topics of its roles, and delivery scales apart
+from routing: a routing worker never waits behind provider round trips. The web API runs on
+every worker and asks the owner of a partition for what it does not hold.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 ROUTE = "route"
+STORE = "store"
 DELIVERY_CHANNELS = ("email", "sms", "push", "webhook")
-ALL_ROLES: tuple[str, ...] = (ROUTE, *(f"deliver:{channel}" for channel in DELIVERY_CHANNELS))
+ALL_ROLES: tuple[str, ...] = (
+    ROUTE,
+    STORE,
+    *(f"deliver:{channel}" for channel in DELIVERY_CHANNELS),
+)
 
 
 class RolesError(ValueError):

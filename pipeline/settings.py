@@ -142,6 +142,11 @@ class Settings:
         return f"{self.group_id}.route"
 
     @property
+    def store_group_id(self) -> str:
+        """The store runtime's consumer group (status history, in-app inbox)."""
+        return f"{self.group_id}.store"
+
+    @property
     def bootstrap_servers(self) -> str:
         """The broker list without faust's ``kafka://`` scheme, as aiokafka wants it."""
         return ",".join(url.strip().removeprefix("kafka://") for url in self.broker.split(","))

@@ -61,6 +61,16 @@ class TopicNames:
         return f"{self.prefix}state.preferences"
 
     @property
+    def status_state(self) -> str:
+        """Changelog of each notification's status history, written in transactions."""
+        return f"{self.prefix}state.status"
+
+    @property
+    def inbox_state(self) -> str:
+        """Changelog of each user's in-app inbox rows, written in transactions."""
+        return f"{self.prefix}state.inbox"
+
+    @property
     def inbox_commands(self) -> str:
         """Read marks for in-app notifications, published by the web API, keyed by user."""
         return f"{self.prefix}inbox.commands"
@@ -80,6 +90,7 @@ class TopicNames:
             self.timers,
             self.dedupe_state,
             self.preferences_state,
+            self.inbox_state,
             self.inbox_commands,
             self.retry,
             self.dlq,
@@ -87,4 +98,4 @@ class TopicNames:
         ]
 
     def other(self) -> list[str]:
-        return [self.invalid, self.status]
+        return [self.invalid, self.status, self.status_state]

@@ -1,19 +1,21 @@
 """Byte-keyed rows of one partition's RocksDB store, read in key order.
 
-Faust's table API reads and writes one key at a time; a value that must be read by prefix
-(a user's inbox items, newest first) needs the store's ordered iteration, which Faust's
-RocksDB store does not expose. :class:`TableRows` reads the partition's database directly
-and writes through the table, so every write is still a changelog record.
+A value that must be read by position (a user's inbox items, newest first, from a cursor)
+needs the store's ordered iteration. :class:`Rows` is that interface; :class:`StagedRows`
+gives it over a partition of a transactional table, whose writes are changelog records that
+commit in the partition's checkpoint; :class:`LocalRows` over a bare RocksDB database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from dataclasses import dataclass, field
+from typing import Protocol, cast
 
-from faust import current_event
 from rocksdict import Rdict
+
+from schemas.structs import OutRecord
+from tables.txstore import TransactionalTable, merge_rows
 
 
 class Rows(Protocol):
@@ -48,37 +50,46 @@ class LocalRows:
         del self.db[key]
 
 
-@dataclass(frozen=True, slots=True)
-class TableRows:
-    """Rows of one partition of a Faust table whose keys and values are raw bytes.
+@dataclass(slots=True)
+class StagedRows:
+    """Rows of one partition of a :class:`~tables.txstore.TransactionalTable`.
 
-    Writes are allowed only while processing an event of that same partition: Faust sends
-    the changelog record to the current event's partition and stores the row there.
+    Reads see the table (its pending writes included) with this operation's own writes laid
+    over it; the writes are kept here until :meth:`records` hands them over as changelog
+    records, so an operation that fails half-way leaves the table as it was.
     """
 
-    table: Any
+    table: TransactionalTable
     partition: int
-
-    def _local(self) -> LocalRows:
-        # One RocksDB database per partition; the caller owns the partition, so it is open.
-        return LocalRows(self.table.data._db_for_partition(self.partition))
+    _writes: dict[bytes, bytes | None] = field(default_factory=dict)
 
     def get(self, key: bytes) -> bytes | None:
-        return self._local().get(key)
+        if key in self._writes:
+            return self._writes[key]
+        return self.table.get(self.partition, key)
 
     def iterate(self, start: bytes, *, backwards: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        return self._local().iterate(start, backwards=backwards)
+        pending = sorted(
+            ((k, v) for k, v in self._writes.items() if (k <= start if backwards else k >= start)),
+            reverse=backwards,
+        )
+        table_rows = self.table.iterate(self.partition, start, backwards=backwards)
+        return merge_rows(table_rows, pending, backwards=backwards)
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._check_writable()
-        self.table[key] = value
+        self._writes[key] = value
 
     def delete(self, key: bytes) -> None:
-        self._check_writable()
-        del self.table[key]
+        self._writes[key] = None
 
-    def _check_writable(self) -> None:
-        event = current_event()
-        if event is None or event.message.partition != self.partition:
-            where = "outside an agent" if event is None else f"in {event.message.partition}"
-            raise RuntimeError(f"rows of partition {self.partition} written {where}")
+    def records(self) -> list[OutRecord]:
+        """The changelog records of the writes so far, staged in the table: hand them to the
+        outbox with the output they belong to."""
+        partition, table = self.partition, self.table
+        written = [
+            table.put(partition, key, value) if value is not None else table.delete(partition, key)
+            for key, value in self._writes.items()
+        ]
+        self._writes.clear()
+        table.stage(partition, written)
+        return written

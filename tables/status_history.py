@@ -12,14 +12,23 @@ The history of a notification_id, from ``clarion.status``::
 The identifying fields are stored once rather than per entry: a digest's event_ids can be
 long, and they do not change between statuses.
 
-Each user's notification list, for ``GET /users/{user_id}/notifications``, is kept in the
-timers table instead (:mod:`tables.user_notifications`).
+:class:`StatusHistories` keeps them in a transactional table: a history changes in the
+checkpoint of the status record that changed it. Each user's notification list, for
+``GET /users/{user_id}/notifications``, is kept in the timers table instead
+(:mod:`tables.user_notifications`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from dataclasses import dataclass
+from typing import Any, TypedDict, cast
+
+import orjson
+
+from schemas.partitioner import partition_for_key
+from schemas.structs import OutRecord
+from tables.txstore import TransactionalTable
 
 DEFAULT_MAX_ENTRIES = 50
 
@@ -112,4 +121,28 @@ def _merged(known: list[str], more: list[str]) -> list[str]:
     return [*known, *extra] if extra else known
 
 
-# --- Per-user index ---------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StatusHistories:
+    """Histories by notification_id, in the partition its status records are keyed to."""
+
+    table: TransactionalTable
+    partitions: int
+    max_entries: int = DEFAULT_MAX_ENTRIES
+
+    def get(self, notification_id: str) -> StatusHistory | None:
+        """From this worker's copy; raises NotReadyError for a partition it does not hold."""
+        key = notification_id.encode()
+        raw = self.table.get(partition_for_key(key, self.partitions), key)
+        return None if raw is None else cast(StatusHistory, orjson.loads(raw))
+
+    def append(self, partition: int, change: Mapping[str, Any]) -> list[OutRecord]:
+        """The changelog record (staged) of ``change`` appended; none for a replayed change."""
+        key = str(change["notification_id"]).encode()
+        raw = self.table.get(partition, key)
+        history = None if raw is None else cast(StatusHistory, orjson.loads(raw))
+        updated = append_status(history, change, max_entries=self.max_entries)
+        if updated is history:
+            return []
+        written = [self.table.put(partition, key, orjson.dumps(updated))]
+        self.table.stage(partition, written)
+        return written

@@ -62,6 +62,38 @@ def _after(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+def merge_rows(
+    committed: Iterable[tuple[bytes, bytes]],
+    pending: list[tuple[bytes, bytes | None]],
+    *,
+    backwards: bool = False,
+) -> Iterator[tuple[bytes, bytes]]:
+    """``committed`` rows with ``pending`` writes laid over them, both in the same key order.
+
+    A pending write replaces the committed row of its key; a pending ``None`` deletes it.
+    """
+    index = 0
+
+    def before(pending_key: bytes, key: bytes) -> bool:
+        return pending_key > key if backwards else pending_key < key
+
+    for key, value in committed:
+        while index < len(pending) and before(pending[index][0], key):
+            if (earlier := pending[index][1]) is not None:
+                yield pending[index][0], earlier
+            index += 1
+        if index < len(pending) and pending[index][0] == key:
+            replaced = pending[index][1]
+            index += 1
+            if replaced is not None:
+                yield key, replaced
+            continue
+        yield key, value
+    for key, rest in pending[index:]:
+        if rest is not None:
+            yield key, rest
+
+
 @dataclass(kw_only=True)
 class TransactionalTable:
     """One RocksDB database holding every partition this worker owns, plus overlays."""
@@ -210,22 +242,32 @@ class TransactionalTable:
             if k.startswith(prefix) and (after is None or k > after)
         )
         committed = self._committed(partition, _DATA, prefix, after=after)
-        index = 0
-        for key, value in committed:
-            while index < len(pending) and pending[index][0] < key:
-                if (pending_value := pending[index][1]) is not None:
-                    yield pending[index][0], pending_value
-                index += 1
-            if index < len(pending) and pending[index][0] == key:
-                key_value = pending[index][1]
-                index += 1
-                if key_value is not None:
-                    yield key, key_value
-                continue
-            yield key, value
-        for key, pending_value in pending[index:]:
-            if pending_value is not None:
-                yield key, pending_value
+        return merge_rows(committed, pending)
+
+    def iterate(
+        self, partition: int, start: bytes, *, backwards: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries from ``start`` (or the nearest key past it) on, in key order or reversed.
+
+        Pending writes included. For rows read by position rather than by prefix (an
+        inbox's items, newest first, from a cursor), as :class:`tables.rows.Rows` reads them.
+        """
+        overlay = self._overlay_of(partition)
+        pending = sorted(
+            ((k, v) for k, v in overlay.items() if (k <= start if backwards else k >= start)),
+            reverse=backwards,
+        )
+        data = _prefix(partition, _DATA)
+        cut = len(data)
+
+        def committed() -> Iterator[tuple[bytes, bytes]]:
+            for local_key, value in self.db.items(from_key=data + start, backwards=backwards):
+                assert isinstance(local_key, bytes)  # raw_mode
+                if not local_key.startswith(data):
+                    return
+                yield local_key[cut:], value
+
+        return merge_rows(committed(), pending, backwards=backwards)
 
     def index_range(self, partition: int, below: bytes, limit: int) -> list[bytes]:
         """Committed index keys lower than ``below``, lowest first: candidates, not facts.

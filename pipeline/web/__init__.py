@@ -16,7 +16,7 @@ def register_web(clarion: Clarion) -> None:
     from pipeline.web.ingest import register_ingest_http  # noqa: PLC0415
     from pipeline.web.metrics import register_metrics  # noqa: PLC0415
     from pipeline.web.openapi import register_openapi  # noqa: PLC0415
-    from pipeline.web.owners import AssignorOwners, Owners  # noqa: PLC0415
+    from pipeline.web.owners import Owners  # noqa: PLC0415
     from pipeline.web.views import register_views  # noqa: PLC0415
 
     keys = api_keys_for(clarion)
@@ -24,14 +24,8 @@ def register_web(clarion: Clarion) -> None:
     async def authorize(web: Any, request: Any, scope: str) -> Any:
         return await check_key(keys, web, request, scope)
 
-    # Status histories and inboxes are Faust tables: Faust's assignor says who holds them.
-    owners = Owners(
-        source=AssignorOwners(
-            app=clarion.app,
-            table_topic=clarion.status_table.changelog_topic.get_topic_name(),
-        ),
-        partitions=clarion.settings.partitions,
-    )
+    # Status histories and inboxes live in the store runtime's group.
+    owners = Owners(source=clarion.store_owners, partitions=clarion.settings.partitions)
     # Preferences and timers live in the route runtime's group.
     user_state_owners = Owners(source=clarion.route_owners, partitions=clarion.settings.partitions)
 
@@ -40,6 +34,7 @@ def register_web(clarion: Clarion) -> None:
         await owners.close()
         await user_state_owners.close()
         await clarion.route_owners.close()
+        await clarion.store_owners.close()
 
     register_health(clarion)
     register_metrics(clarion)

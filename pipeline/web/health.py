@@ -1,8 +1,8 @@
 """Liveness and readiness: ``/health`` answers while the process runs, ``/ready`` when it can work.
 
-Ready means: Faust's consumer has started, the broker answered a metadata request recently, no
-rebalance is under way, Faust's table recovery has completed and the timers table holds every
-assigned partition.
+Ready means: the runtimes of this worker's roles have started, the broker answered a metadata
+request recently, and the route runtime's state (timers, dedupe, preferences) and the store
+runtime's (status histories, inboxes) are recovered for every partition assigned.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.client import AIOKafkaClient
-from faust.exceptions import ConsumerNotStarted
-from faust.types import TP
 
-from pipeline.roles import ROUTE
+from pipeline.roles import ROUTE, STORE
 from pipeline.web.responses import json_response
 
 if TYPE_CHECKING:
@@ -52,25 +50,21 @@ def register_health(clarion: Clarion) -> None:
     async def health(web: Any, request: Any) -> Any:  # noqa: ARG001
         return json_response(web, {"status": "ok"})
 
-    def assignment() -> set[TP] | None:
-        """The consumer's partitions; None until Faust has started the consumer, which it
-        does after the web server (an early /ready is asked in between)."""
-        try:
-            return set(app.consumer.assignment())
-        except ConsumerNotStarted:
-            return None
-
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:  # noqa: ARG001
-        tps = assignment()
-        route = clarion.route
-        routing = ROUTE in clarion.settings.roles
+        route, store = clarion.route, clarion.store
+        roles = clarion.settings.roles
+        routing, storing = ROUTE in roles, STORE in roles
         checks = {
-            "consumer_started": tps is not None and (route.started or not routing),
+            "consumer_started": (route.started or not routing) and (store.started or not storing),
             "broker_reachable": await broker_reachable(),
-            "assignment_settled": not app.rebalancing,
-            "tables_recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]
+            "tables_recovered": store.recovered or not storing,
             "timers_recovered": route.recovered or not routing,
         }
-        body = {"ready": all(checks.values()), "checks": checks, "partitions": route.owned}
+        body = {
+            "ready": all(checks.values()),
+            "checks": checks,
+            "partitions": route.owned,
+            "store_partitions": store.owned,
+        }
         return json_response(web, body, status=200 if body["ready"] else 503)

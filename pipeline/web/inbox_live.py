@@ -22,15 +22,14 @@ import orjson
 from aiohttp import web as aiohttp_web
 from aiokafka.errors import KafkaError
 
-from agents.inbox import InboxFeed
+from agents.inbox import InboxFeed, mark_read_command
 from agents.records_out import utc_iso
 from pipeline.web.owners import Owners
 from pipeline.web.responses import error_response, json_response
 from pipeline.web.views import Authorize
-from pipeline.wiring.inbox import mark_read_command
 from schemas.partitioner import partition_for_key
 from tables.inbox_rows import UserInbox
-from tables.rows import TableRows
+from tables.rows import StagedRows
 
 if TYPE_CHECKING:
     from pipeline.app import Clarion
@@ -94,7 +93,7 @@ def register_inbox_live(clarion: Clarion, owners: Owners, authorize: Authorize) 
             location = request.url.with_scheme(owner.scheme).with_host(owner.host or "")
             raise aiohttp_web.HTTPTemporaryRedirect(location=str(location.with_port(owner.port)))
         last_seen = _last_event_id(request)
-        user_inbox = UserInbox(TableRows(inbox, partition), user_id)
+        user_inbox = UserInbox(StagedRows(inbox, partition), user_id)
         return await _serve(request, user_inbox, feed, last_seen)
 
 

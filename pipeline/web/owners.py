@@ -6,10 +6,10 @@ partition *p* of all of them, so the owner of a key is the owner of
 notification id, where its status records go. Faust's own ``table_route`` cannot be used: it
 hashes the JSON-serialised key, while Clarion partitions by the raw key bytes.
 
-Who holds *p* depends on which consumer group assigns it, so :class:`Owners` asks an
-:class:`OwnerSource`: :class:`AssignorOwners` for partitions Faust assigns (its tables, such
-as status and inbox), :class:`pipeline.runtime.members.GroupOwners` for partitions the batch
-runtime's own consumer group assigns.
+Who holds *p* depends on which consumer group assigns it (the route runtime's for
+preferences and timers, the store runtime's for status histories and inboxes), so
+:class:`Owners` asks an :class:`OwnerSource`: :class:`pipeline.runtime.members.GroupOwners`
+for one group.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-from faust.types import TP
 from yarl import URL
 
 from pipeline.web.responses import error_response
@@ -49,25 +48,6 @@ class OwnerSource(Protocol):
         Asynchronous because a source may have to ask the broker (briefly, bounded).
         """
         ...
-
-
-@dataclass(kw_only=True)
-class AssignorOwners:
-    """Owners as Faust's assignor distributed them, for partitions of Faust's tables."""
-
-    app: Any
-    # Any changelog topic of a Clarion table: its distribution names every partition's owner.
-    table_topic: str
-
-    def is_local(self, partition: int) -> bool:
-        assigned: set[TP] = self.app.assignor.assigned_actives()
-        return TP(self.table_topic, partition) in assigned
-
-    async def owner_url(self, partition: int) -> URL | None:
-        for url, topics in self.app.assignor.changelog_distribution.items():
-            if partition in topics.get(self.table_topic, ()):
-                return URL(url)
-        return None
 
 
 @dataclass(kw_only=True)

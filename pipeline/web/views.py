@@ -23,7 +23,7 @@ from pipeline.web.owners import FORWARDED, Owners, moving
 from pipeline.web.responses import error_response, json_response
 from tables.inbox import InvalidCursorError
 from tables.inbox_rows import UserInbox
-from tables.rows import TableRows
+from tables.rows import StagedRows
 from tables.status_history import current_status
 from tables.timers import DIGEST, item_prefix, user_prefix
 from tables.txstore import NotReadyError
@@ -46,8 +46,8 @@ class BadRequestError(ValueError):
 def register_views(
     clarion: Clarion, owners: Owners, user_state_owners: Owners, authorize: Authorize
 ) -> None:
-    """``owners``: of the Faust tables (status, inbox); ``user_state_owners``: of the route
-    runtime's state (preferences, timers)."""
+    """``owners``: of the store runtime's state (status histories, inboxes);
+    ``user_state_owners``: of the route runtime's state (preferences, timers)."""
     app = clarion.app
     views = _Views(clarion=clarion, owners=owners)
 
@@ -114,7 +114,7 @@ class _Views:
     async def notification(
         self, web: Any, _request: Any, notification_id: str, _partition: int
     ) -> Any:
-        history = self.clarion.status_table.get(notification_id)
+        history = self.clarion.statuses.get(notification_id)
         if history is None:
             detail = f"no status recorded for {notification_id!r}"
             return error_response(web, 404, "not found", detail)
@@ -141,7 +141,7 @@ class _Views:
         return json_response(web, {"user_id": user_id, "items": rows, "next_cursor": cursor})
 
     async def inbox(self, web: Any, request: Any, user_id: str, partition: int) -> Any:
-        inbox = UserInbox(TableRows(self.clarion.inbox_table, partition), user_id)
+        inbox = UserInbox(StagedRows(self.clarion.inbox_table, partition), user_id)
         try:
             items, cursor = inbox.page(_limit(request), request.query.get("cursor"))
         except InvalidCursorError as exc:
@@ -168,9 +168,21 @@ class _Views:
             )
         return json_response(web, {"user_id": user_id, "digests": windows})
 
-    def local_statuses(self, ids: list[str]) -> dict[str, Any]:
-        table = self.clarion.status_table
-        return {i: table.get(i) for i in ids if isinstance(i, str) and table.get(i) is not None}
+    def local_statuses(self, ids: list[Any]) -> dict[str, Any]:
+        """The histories of ``ids`` held here; ids of other partitions are left out."""
+        found: dict[str, Any] = {}
+        for notification_id in ids:
+            if not isinstance(notification_id, str):
+                continue
+            if not self.owners.is_local(self.owners.partition_of(notification_id)):
+                continue
+            try:
+                history = self.clarion.statuses.get(notification_id)
+            except NotReadyError:
+                continue
+            if history is not None:
+                found[notification_id] = history
+        return found
 
     async def _statuses(self, ids: list[str], request: Any) -> dict[str, Any]:
         """Status histories of ``ids``, from this worker and, in one request each, the others."""

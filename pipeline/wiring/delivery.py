@@ -1,4 +1,4 @@
-"""The delivery side: the external channels, plus retries and the status table as Faust agents.
+"""The delivery side: the external channels' providers, on the delivery runtime.
 
 * ``clarion.deliver.<email|sms|push|webhook>``: :class:`ChannelSender` per delivery, several in
   flight per worker, on a consumer of their own (pipeline/runtime/delivery.py), not Faust's:
@@ -6,9 +6,9 @@
   records are acknowledged by the broker before the delivery's offset can be committed:
   a crash repeats the attempt (same notification id, so the provider's idempotency key
   recognises it) rather than losing it; a rebalance or a clean stop repeats nothing.
-* ``clarion.deliver.in_app`` is stored in the user's inbox table (pipeline/wiring/inbox.py).
+* ``clarion.deliver.in_app`` is stored in the user's inbox by the store runtime
+  (pipeline/runtime/store.py), as ``clarion.status`` is kept in each notification's history.
 * ``clarion.retry``: read by the route runtime (agents/retry.py).
-* ``clarion.status``: the history of every notification, in a table keyed by its id.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,11 +33,8 @@ from pipeline.runtime.delivery import DeliveryRuntime
 from pipeline.runtime.service import run_with
 from schemas.partitioner import partition_for_key
 from schemas.structs import OutRecord
-from tables.status_history import append_status
 
 if TYPE_CHECKING:
-    import faust
-
     from pipeline.app import Clarion
 
 logger = logging.getLogger(__name__)
@@ -47,7 +43,7 @@ EXTERNAL_CHANNELS = ("email", "sms", "push", "webhook")
 
 
 def register_delivery(clarion: Clarion, channels: Iterable[str] = EXTERNAL_CHANNELS) -> None:
-    """The delivery side for ``channels`` (external ones), the retries and the status table."""
+    """The delivery side for ``channels`` (external ones)."""
     providers = build_providers(clarion.settings.providers)
     runtime = DeliveryRuntime(
         settings=clarion.settings,
@@ -57,7 +53,6 @@ def register_delivery(clarion: Clarion, channels: Iterable[str] = EXTERNAL_CHANN
         metrics=clarion.metrics,
     )
     run_with(clarion.app, runtime, "delivery runtime")
-    _register_status(clarion)
 
     @clarion.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_providers(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
@@ -123,45 +118,3 @@ def _forget_push_token(clarion: Clarion) -> ForgetAddress:
         return OutRecord(topic, partition, key, orjson.dumps(value, default=encode_records))
 
     return forget
-
-
-async def start_publishing(app: faust.App, records: Iterable[OutRecord]) -> list[Awaitable[Any]]:
-    """Hand records to the producer; the futures resolve once the broker has them."""
-    return [
-        await app.producer.send(r.topic, r.key, r.value, r.partition, None, None) for r in records
-    ]
-
-
-async def publish(app: faust.App, records: Iterable[OutRecord]) -> None:
-    """Send and wait until the broker has them all: only then may the input be acknowledged."""
-    await asyncio.gather(*await start_publishing(app, records))
-
-
-def unprocessable(clarion: Clarion, message: Any, exc: Exception) -> OutRecord:
-    """For the Faust agents (the inbox in pipeline/wiring/inbox.py)."""
-    return invalid_delivery(clarion.writer, clarion.clock, message, exc)
-
-
-def _register_status(clarion: Clarion) -> None:
-    app = clarion.app
-    table = clarion.status_table
-    topic = app.topic(clarion.topics.status, key_serializer="raw", value_serializer="raw")
-    observe_processing = clarion.metrics.agent_timer("clarion.status")
-
-    @app.agent(topic, name="clarion.status")
-    async def record(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            started = time.perf_counter()
-            try:
-                change = orjson.loads(event.message.value)
-                notification_id = change["notification_id"]
-                history = table.get(notification_id)
-                updated = append_status(history, change)
-                if updated is not history:
-                    table[notification_id] = updated
-            except Exception:
-                # The audit log is written by Clarion itself; a bad record is a bug to see.
-                logger.exception(
-                    "status record %d@%d ignored", event.message.partition, event.message.offset
-                )
-            observe_processing(time.perf_counter() - started)

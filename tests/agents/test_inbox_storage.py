@@ -74,7 +74,7 @@ async def test_an_inbox_of_large_items_keeps_every_record_small(pipeline: Pipeli
         assert newest_large.startswith(f"{LARGE_EVENTS - 1:03d}")
         assert len(newest_large) == BODY_BYTES
 
-        changelog = pipeline.changelog("inbox")
+        changelog = pipeline.topics.inbox_state
         async with pipeline.reader(changelog) as reader:
             await reader.wait_for(bool, what="inbox changelog records")
             records = await reader.catch_up()
@@ -93,8 +93,9 @@ async def test_an_inbox_stored_before_rows_is_served_then_moved_into_rows(
     pipeline: Pipeline,
 ) -> None:
     user = "veteran"
-    changelog = pipeline.changelog("inbox")
-    # What the table's changelog held before: the user's whole inbox under Faust's JSON key.
+    changelog = pipeline.topics.inbox_state
+    # What Faust's inbox table held before rows (copied by an upgrade): the user's whole
+    # inbox under Faust's JSON key.
     await ensure_topics(
         pipeline.bootstrap,
         [TopicSpec(name=changelog, partitions=PARTITIONS, config={"cleanup.policy": "compact"})],

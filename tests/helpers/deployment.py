@@ -35,10 +35,6 @@ class Pipeline:
         """CLARION_APP_ID of the test workers (tests/helpers/worker.py)."""
         return self.prefix.rstrip(".")
 
-    def changelog(self, table: str) -> str:
-        """A Faust table's changelog: named after the group id, the prefix and the app id."""
-        return f"{self.prefix}{self.app_id}-{table}-changelog"
-
     def worker(self, **extra_env: str) -> WorkerProcess:
         worker = WorkerProcess(
             bootstrap=self.bootstrap,

@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.types import TP
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,7 +20,6 @@ from agents.telemetry import CIRCUIT_OPEN, SENT, TRANSIENT_ERROR
 from pipeline import metric_names
 from pipeline.app import BUILTIN_TEMPLATES
 from pipeline.metrics import SUPPRESSION_KINDS, Metrics, suppression_kind
-from pipeline.web.metrics import consumer_lag
 from schemas.records import CHANNELS, NotificationEvent, UserPreferences
 from tables.timers import TimerTable
 from tests.helpers.metrics import exercised_metrics, exported
@@ -182,11 +179,11 @@ def test_gauges_are_replaced_not_accumulated() -> None:
     assert value(metrics, lag, topic="clarion.events", partition="1") == 2
 
 
-def test_the_delivery_consumers_lag_is_exported_beside_fausts() -> None:
+def test_the_delivery_consumers_lag_is_exported_beside_the_other_runtimes() -> None:
     metrics = Metrics()
     metrics.set_consumer_lag([("clarion.events", 0, 5)])
     metrics.set_delivery_lag([("clarion.deliver.email", 0, 4)])
-    metrics.set_consumer_lag([("clarion.events", 0, 1)])  # replaces Faust's part only
+    metrics.set_consumer_lag([("clarion.events", 0, 1)])  # replaces the route and store part only
     lag = "clarion_consumer_lag_records"
     assert value(metrics, lag, topic="clarion.events", partition="0") == 1
     assert value(metrics, lag, topic="clarion.deliver.email", partition="0") == 4
@@ -335,73 +332,3 @@ def test_sweep_counts_released_rows_and_digest_sizes(tmp_path: Path) -> None:
     assert value(metrics, "clarion_digest_events_sum", channel="email") == 2
     assert value(metrics, statuses, status="digested", channel="email") == 2
     assert value(metrics, "clarion_routed_total", channel="email") == 2  # "later" + the digest
-
-
-# --- consumer lag ----------------------------------------------------------------------------
-
-
-class _Consumer:
-    """What pipeline.web.metrics reads of Faust's consumer."""
-
-    def __init__(
-        self,
-        highwater: dict[TP, int | None],
-        *,
-        committed: dict[TP, int] | None = None,
-        read: dict[TP, int] | None = None,
-        fetched: dict[TP, int] | None = None,
-    ) -> None:
-        self._highwater = highwater
-        self._committed_offset = committed or {}
-        self._read_offset = read or {}
-        self._fetched = fetched or {}
-
-    def assignment(self) -> set[TP]:
-        return set(self._highwater)
-
-    def highwater(self, tp: TP) -> int | None:
-        return self._highwater[tp]
-
-    async def position(self, tp: TP) -> int | None:
-        return self._fetched.get(tp)
-
-
-def _app(consumer: _Consumer, *, unacked: frozenset[str] = frozenset({"c.events"})) -> Any:
-    topics = SimpleNamespace(acks_enabled_for=lambda topic: topic not in unacked)
-    return SimpleNamespace(consumer=consumer, topics=topics)
-
-
-EVENTS_0, EVENTS_1, STATUS_0, STATUS_1, OTHER_0 = (
-    TP("c.events", 0),
-    TP("c.events", 1),
-    TP("c.status", 0),
-    TP("c.status", 1),
-    TP("c.other", 0),
-)
-WATCHED = frozenset({"c.events", "c.status"})
-
-
-async def test_lag_of_the_events_topic_counts_from_the_last_record_handed_over() -> None:
-    consumer = _Consumer(
-        {EVENTS_0: 100, EVENTS_1: 0, OTHER_0: 50}, committed={EVENTS_0: 10}, read={EVENTS_0: 89}
-    )
-    lag = await consumer_lag(_app(consumer), WATCHED)
-    # 90..99 not handed over; partition 1 is empty; c.other is not Clarion's to watch.
-    assert lag == [("c.events", 0, 10), ("c.events", 1, 0)]
-
-
-async def test_lag_of_faust_committed_topics_skips_transaction_markers() -> None:
-    consumer = _Consumer(
-        {STATUS_0: 41, STATUS_1: 41},
-        committed={STATUS_0: 40, STATUS_1: 30},
-        read={STATUS_0: 39, STATUS_1: 35},
-        # Partition 0: all read is committed and the fetch position skipped the marker at 40.
-        fetched={STATUS_0: 41, STATUS_1: 41},
-    )
-    lag = await consumer_lag(_app(consumer), WATCHED)
-    assert lag == [("c.status", 0, 0), ("c.status", 1, 11)]
-
-
-async def test_lag_before_anything_was_read_or_fetched() -> None:
-    consumer = _Consumer({EVENTS_0: None, STATUS_0: 7}, fetched={STATUS_0: 2})
-    assert await consumer_lag(_app(consumer), WATCHED) == [("c.status", 0, 5)]
