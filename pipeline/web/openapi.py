@@ -182,7 +182,7 @@ def _components_schemas() -> dict[str, Any]:
         },
         "Readiness": {
             "type": "object",
-            "required": ["ready", "checks", "partitions"],
+            "required": ["ready", "checks", "partitions", "store_partitions"],
             "properties": {
                 "ready": {"description": "All checks pass.", "type": "boolean"},
                 "checks": {
@@ -191,14 +191,14 @@ def _components_schemas() -> dict[str, Any]:
                     "required": [
                         "consumer_started",
                         "broker_reachable",
-                        "assignment_settled",
                         "tables_recovered",
                         "timers_recovered",
                     ],
                     "properties": {
                         "consumer_started": {
                             "description": (
-                                "Faust's consumer has started (it starts after the web server)."
+                                "The runtimes of the worker's roles have started (they start "
+                                "after the web server)."
                             ),
                             "type": "boolean",
                         },
@@ -206,23 +206,32 @@ def _components_schemas() -> dict[str, Any]:
                             "description": "The broker answered a metadata request recently.",
                             "type": "boolean",
                         },
-                        "assignment_settled": {
-                            "description": "No rebalance is under way.",
-                            "type": "boolean",
-                        },
                         "tables_recovered": {
-                            "description": "Faust's table recovery has completed.",
+                            "description": (
+                                "The store runtime (status histories, inboxes) holds every "
+                                "partition assigned to it."
+                            ),
                             "type": "boolean",
                         },
                         "timers_recovered": {
-                            "description": "The timers table holds every assigned partition.",
+                            "description": (
+                                "The route runtime (timers, dedupe, preferences) holds every "
+                                "partition assigned to it."
+                            ),
                             "type": "boolean",
                         },
                     },
                     "additionalProperties": {"type": "boolean"},
                 },
                 "partitions": {
-                    "description": "Partitions of the events topic assigned to this worker.",
+                    "description": "Partitions of the events topic this worker routes.",
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 0},
+                },
+                "store_partitions": {
+                    "description": (
+                        "Partitions of the status and in-app topics this worker stores."
+                    ),
                     "type": "array",
                     "items": {"type": "integer", "minimum": 0},
                 },

@@ -1,7 +1,8 @@
 """Routing while workers come and go: A and B route a steady stream; A stops gracefully, C
 joins, B is SIGKILLed. Every event reaches its channel topic exactly once for read_committed
 readers, every digest row is released exactly once, by whoever owns it when it is due, and
-B's partitions route again within 15 s of its death.
+B's partitions route again within 15 s of its death. The store runtime goes through the same
+changes: each in-app notification is stored, and its ``sent`` status written, exactly once.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ async def test_graceful_stop_kill_and_join_route_every_event_once(
     low = [event(f"low-{u}", u, priority="low") for u in USERS]
     await produce_json(pipeline.bootstrap, pipeline.topics.events, low)
 
-    deliver = pipeline.topics.deliver("in_app")
+    deliver, status = pipeline.topics.deliver("in_app"), pipeline.topics.status
     sent: list[str] = []
     stop = asyncio.Event()
-    async with pipeline.reader(deliver) as reader:
+    async with pipeline.reader(deliver, status) as reader:
 
         def routed() -> int:
             return len(reader.on(deliver))
@@ -110,4 +111,17 @@ async def test_graceful_stop_kill_and_join_route_every_event_once(
         assert set(immediate) == set(sent), sorted(set(sent) - set(immediate))[:10]
         repeated = [event_id for event_id, count in immediate.items() if count > 1]
         assert not repeated, f"{len(repeated)} events routed twice: {repeated[:10]}"
+
+        stored = {d["notification_id"] for d in deliveries}
+
+        def sent_statuses() -> Counter[str]:
+            changes = (r.json() for r in reader.on(status))
+            return Counter(c["notification_id"] for c in changes if c["status"] == "sent")
+
+        await reader.wait_for(
+            lambda _: set(sent_statuses()) >= stored, deadline_s=60, what="every item stored"
+        )
+        await reader.catch_up()
+        twice = {nid: n for nid, n in sent_statuses().items() if n > 1}
+        assert not twice, f"{len(twice)} in-app notifications stored twice: {list(twice)[:10]}"
     c.stop()

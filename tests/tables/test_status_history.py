@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from schemas.partitioner import partition_for_key
 from schemas.records import STATUSES
 from tables.status_history import (
     TERMINAL_STATUSES,
+    StatusHistories,
     StatusHistory,
     append_status,
     current_status,
     is_terminal,
 )
+from tables.txstore import NotReadyError, TransactionalTable, no_index
 
 
 def change(status: str, at: str, reason: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -112,3 +116,40 @@ def test_terminal_statuses() -> None:
     for status in ("accepted", "deferred", "digested", "queued", "sending", "retrying"):
         assert not is_terminal(status)
     assert not is_terminal(None)
+
+
+# --- on the transactional table -----------------------------------------------------------------
+
+
+def test_histories_change_through_staged_changelog_records_and_ignore_replays(
+    tmp_path: Path,
+) -> None:
+    table = TransactionalTable(
+        name="status",
+        changelog_topic="c.state.status",
+        path=tmp_path / "status",
+        bootstrap_servers="unused:9092",
+        index_of=no_index,
+        max_checkpoint_age=60.0,
+    )
+    partitions = 4
+    partition = partition_for_key(b"ntf_1", partitions)
+    table.assume_recovered([partition])
+    histories = StatusHistories(table=table, partitions=partitions)
+
+    [record] = histories.append(partition, change("queued", "t1"))
+    assert (record.topic, record.partition, record.key) == ("c.state.status", partition, b"ntf_1")
+    histories.append(partition, change("sent", "t2"))
+    assert histories.append(partition, change("sent", "t2")) == []  # a replayed record
+    history = histories.get("ntf_1")
+    assert history is not None
+    assert [e["status"] for e in history["entries"]] == ["queued", "sent"]
+    unknown = next(
+        f"ntf_{n}" for n in range(2, 100) if partition_for_key(f"ntf_{n}".encode(), 4) == partition
+    )
+    assert histories.get(unknown) is None
+    elsewhere = next(
+        f"ntf_{n}" for n in range(2, 100) if partition_for_key(f"ntf_{n}".encode(), 4) != partition
+    )
+    with pytest.raises(NotReadyError):
+        histories.get(elsewhere)  # a partition this worker does not hold

@@ -61,6 +61,23 @@ def test_scan_merges_pending_writes_and_deletes_in_key_order(table: Transactiona
     assert list(table.scan(0, b"p", after=b"p2")) == [(b"p5", b"new")]
 
 
+def test_iterate_runs_both_ways_from_a_key_within_its_partition(
+    table: TransactionalTable,
+) -> None:
+    committed = [table.put(0, k, b"old") for k in (b"a", b"c", b"e")]
+    committed.append(table.put(1, b"b", b"other partition"))
+    table.stage(0, committed[:3])
+    table.apply(0, committed[:3], last_offset=2)
+    table.stage(1, committed[3:])
+    table.apply(1, committed[3:], last_offset=0)
+    table.stage(0, [table.put(0, b"d", b"new"), table.delete(0, b"c"), table.put(0, b"f", b"new")])
+
+    assert list(table.iterate(0, b"b")) == [(b"d", b"new"), (b"e", b"old"), (b"f", b"new")]
+    assert list(table.iterate(0, b"d", backwards=True)) == [(b"d", b"new"), (b"a", b"old")]
+    assert next(table.iterate(0, b"z", backwards=True)) == (b"f", b"new")
+    assert list(table.iterate(1, b"")) == [(b"b", b"other partition")]
+
+
 def test_apply_keeps_a_later_pending_write_of_the_same_key(table: TransactionalTable) -> None:
     first = [table.put(0, b"k", b"one")]
     table.stage(0, first)

@@ -202,10 +202,8 @@ async def test_a_graceful_handover_sends_no_email_twice(
         await asyncio.to_thread(a.stop)
         assert a.process is not None
         assert a.process.returncode == 0, a.log()
-        # Done before Faust closed its tables (attempts finishing may read preferences).
-        log = a.log(tail=10_000_000)
-        stopped = log.find("delivery runtime stopped")
-        assert 0 <= stopped < log.find("Closing rocksdb on stop"), log[-5000:]
+        # It committed and left its group (rather than being cut off by the process ending).
+        assert "delivery runtime stopped" in a.log(tail=10_000_000), a.log()[-5000:]
         count = len(sinks.smtp.messages)
         await sinks.smtp.messages.wait_for(count + 40, within=30)
     await wait_for_everything(pipeline, sinks, stream)
