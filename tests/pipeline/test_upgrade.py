@@ -512,13 +512,15 @@ async def test_without_old_changelogs_nothing_is_done(pipeline: Pipeline) -> Non
 
 
 @pytest.mark.integration
-async def test_running_workers_stop_the_upgrade(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("group", ["group_id", "store_group_id"])
+async def test_running_workers_stop_the_upgrade(pipeline: Pipeline, group: str) -> None:
+    """A member of Faust's group (a worker of either version) or of the store runtime's."""
     await write_old_changelogs(pipeline, old_state())
     settings = settings_of(pipeline)
+    group_id = getattr(settings, group)
     status_source = legacy_tables(settings)[0].source
-    # A member of the earlier version's group, as a running worker of it would be.
     member = AIOKafkaConsumer(
-        status_source, bootstrap_servers=pipeline.bootstrap, group_id=settings.group_id
+        status_source, bootstrap_servers=pipeline.bootstrap, group_id=group_id
     )
     await member.start()
     try:
@@ -532,10 +534,12 @@ async def test_running_workers_stop_the_upgrade(pipeline: Pipeline) -> None:
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         (
-            f"upgrade-state: UpgradeError: workers are running (group {settings.group_id} has "
-            "1 member): stop every worker, old and new, then run the upgrade again"
+            f"upgrade-state: workers are running (group {group_id} has 1 member): stop every "
+            "worker, old and new, then run the upgrade again"
         )
     ]
+    async with AIOKafkaConsumer(bootstrap_servers=pipeline.bootstrap) as consumer:
+        assert pipeline.topics.status_state not in await consumer.topics()
 
 
 def test_an_unreachable_broker_is_one_line_and_exit_1(tmp_path: Path) -> None:
