@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     chosen = replay.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--id", action="append", metavar="NOTIFICATION_ID", help="repeatable")
     chosen.add_argument("--all", action="store_true", help="every dead letter on the topic")
+
+    commands.add_parser(
+        "upgrade-state",
+        help="copy status histories and inboxes out of the Faust tables of versions before "
+        "the store runtime; run once, with every worker stopped, before starting the new one",
+    )
 
     kafka = commands.add_parser("kafka", help="the local Apache Kafka broker")
     kafka.add_argument("action", choices=["fetch"], help="fetch the broker jars with Maven")
@@ -251,6 +258,14 @@ def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
         run_route_bench(settings, events=events, users=args.users)
 
 
+def _command_upgrade_state(settings: Settings) -> int:
+    from pipeline.upgrade import run_upgrade_state  # noqa: PLC0415 - faust is slow to import
+
+    # The command's own lines say what failed; aiokafka's connection retries would bury them.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    return run_upgrade_state(settings, out=sys.stdout, err=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -282,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_command_dlq(settings, args))
         elif args.command == "bench":
             _command_bench(settings, args)
+        elif args.command == "upgrade-state":
+            return _command_upgrade_state(settings)
     except LocalKafkaError as exc:
         print(f"local Kafka: {exc}", file=sys.stderr)
         return 1
