@@ -27,10 +27,13 @@ _PRIORITY_CHOICES = ", ".join(PRIORITIES)
 _CONTENT_RULE = "needs either 'template' (with 'data') or 'title' and 'body'"
 
 
-def event_problems(obj: dict[str, Any], horizon: HoldHorizon | None = None) -> list[str]:
+def event_problems(
+    obj: dict[str, Any], horizon: HoldHorizon | None = None, *, shallow: bool = False
+) -> list[str]:
     """Every reason ``obj`` is not a valid event, in field order.
 
-    With a ``horizon``, ``send_at`` and ``expires_at`` must not lie beyond it.
+    With a ``horizon``, ``send_at`` and ``expires_at`` must not lie beyond it. ``shallow``: the
+    caller knows no field can nest too deep (its JSON text has too few brackets).
 
     A valid ``obj`` is readied for ``from_data`` in place: defaults filled in, and unknown
     keys that would collide with the record's own attributes dropped.
@@ -50,7 +53,8 @@ def event_problems(obj: dict[str, Any], horizon: HoldHorizon | None = None) -> l
     check_optional_string(obj, "dedupe_key", problems)
     check_optional_locale(obj, "locale", problems)
     check_optional_string(obj, "tenant_id", problems)
-    check_nesting(obj, problems)
+    if not shallow:
+        check_nesting(obj, problems)
     if not problems:
         drop_reserved_unknowns(obj, EVENT_FIELDS, _RESERVED)
     return problems

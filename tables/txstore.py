@@ -328,7 +328,15 @@ class TransactionalTable:
         batch = WriteBatch(raw_mode=True)
         # Several changes to one key in a batch: the index must follow the last one.
         previous: dict[bytes, bytes | None] = {}
+        indexed = self.index_of is not no_index
         for key, value in changes:
+            if not indexed:
+                # Nothing to keep in step: no read of the value written over.
+                if value is None:
+                    batch.delete(data + key)
+                else:
+                    batch.put(data + key, value)
+                continue
             old = previous[key] if key in previous else db.get(data + key)
             if isinstance(old, bytes) and (old_index := self.index_of(key, old)) is not None:
                 batch.delete(index + old_index)

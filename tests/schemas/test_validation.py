@@ -498,3 +498,32 @@ def test_parse_timestamp_returns_aware_datetimes(text: str, expected: datetime) 
 )
 def test_parse_timestamp_rejects_naive_and_non_rfc3339_text(text: str) -> None:
     assert parse_timestamp(text) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        event(),
+        event(template="welcome", data={"name": "Ada", "items": [1, {"a": None}]}, title=None),
+        event(channels=["email", "push"], send_at="2026-01-01T00:00:00Z", locale="fr-FR"),
+        event(trace_id="abc", nested={"a": [1, 2]}, dedupe_key="k", tenant_id="t"),
+    ],
+)
+def test_a_checked_event_is_the_record_from_data_would_build(value: dict[str, Any]) -> None:
+    fast = parsed_event(value)
+    reference = NotificationEvent.from_data(orjson.loads(orjson.dumps(value)))
+    assert type(fast) is NotificationEvent
+    assert fast.asdict() == reference.asdict()
+    assert vars(fast) == vars(reference)
+
+
+def test_brackets_in_strings_do_not_let_deep_data_through() -> None:
+    # Text with more brackets than the nesting limit is walked, and deep data still refused.
+    deep: Any = 1
+    for _ in range(70):
+        deep = [deep]
+    refused = parse_event(orjson.dumps(event(data={"d": deep})), max_bytes=1 << 20)
+    assert isinstance(refused, Invalid)
+    assert "nests" in refused.reason
+    brackets = parsed_event(event(body="[" * 200, title="{" * 100))
+    assert isinstance(brackets, NotificationEvent)
