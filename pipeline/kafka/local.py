@@ -205,6 +205,10 @@ class LocalKafka:
                 stdout=subprocess.DEVNULL,
                 stderr=(self.data_dir / "broker.stderr").open("ab"),
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+                # Out of the terminal's process group: Ctrl-C stops the worker, which commits
+                # and leaves its groups, and only then the broker (`clarion dev`); it dies with
+                # its parent all the same.
+                start_new_session=True,
             )
         try:
             asyncio.run(self._wait_until_ready())
