@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from pipeline.kafka.outbox import OutboxCommitError, TransactionalOutbox
+from pipeline.kafka.outbox import TransactionalOutbox
 from pipeline.runtime.consumers import ConsumerConfig
 from pipeline.runtime.positions import seek_to_start
 from schemas.structs import OutRecord, SourceMessage
@@ -313,4 +313,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             raise
 
 
-__all__ = ["BatchRuntime", "ConsumerConfig", "Handler", "OutboxCommitError", "Stage"]
+__all__ = ["BatchRuntime", "Handler", "Stage"]

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from agents.delivery.attempt import ChannelSender
 from pipeline.metrics import Metrics
+from pipeline.runtime.consumers import ConsumerConfig
 from pipeline.runtime.offsets import OffsetTracker
 from pipeline.runtime.positions import seek_to_start
 from pipeline.settings import Settings
@@ -54,11 +55,6 @@ POLL_TIMEOUT_MS = 200
 
 # The invalid record for a delivery that could not be attempted (undecodable, or a bug).
 Unprocessable = Callable[[Any, Exception], OutRecord]
-
-
-def heartbeat_interval(session_timeout: float) -> float:
-    """A quarter of the session, as Kafka advises, but never more than 3 s."""
-    return min(3.0, session_timeout / 4)
 
 
 class DeliveryRuntime:
@@ -143,20 +139,19 @@ class DeliveryRuntime:
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         settings = self._settings
-        timeout = settings.runtime_session_timeout
-        return AIOKafkaConsumer(
+        group_id = f"{settings.group_id}.deliver"
+        config = ConsumerConfig(
             bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"{settings.group_id}.deliver",
-            client_id=f"{settings.group_id}.deliver",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            group_id=group_id,
+            client_id=group_id,
+            session_timeout=settings.runtime_session_timeout,
+            max_records=settings.commit_batch,
+            options=settings.kafka_options,
+        )
+        return config.consumer(
             partition_assignment_strategy=(RoundRobinPartitionAssignor,),
-            session_timeout_ms=int(timeout * 1000),
-            heartbeat_interval_ms=int(heartbeat_interval(timeout) * 1000),
             # A revoke may wait DRAIN_TIMEOUT for attempts in flight: the group waits for it.
-            rebalance_timeout_ms=int((DRAIN_TIMEOUT + timeout) * 1000),
-            **settings.kafka_options,
+            rebalance_timeout_ms=int((DRAIN_TIMEOUT + settings.runtime_session_timeout) * 1000),
         )
 
     def _new_producer(self) -> AIOKafkaProducer:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from pipeline.runtime.delivery import heartbeat_interval, interleave
+from pipeline.runtime.consumers import heartbeat_interval
+from pipeline.runtime.delivery import interleave
 
 EMAIL = TopicPartition("c.deliver.email", 0)
 SMS = TopicPartition("c.deliver.sms", 0)
