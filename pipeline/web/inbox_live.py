@@ -30,6 +30,7 @@ from pipeline.web.views import Authorize
 from schemas.partitioner import partition_for_key
 from tables.inbox_rows import UserInbox
 from tables.rows import StagedRows
+from tables.txstore import NotReadyError
 
 if TYPE_CHECKING:
     from pipeline.app import Clarion
@@ -148,6 +149,8 @@ async def _serve(
             overflow.cancel()
     except ConnectionResetError:
         return response  # the client went away
+    except NotReadyError:
+        pass  # the partition moved away while the stream caught up: end it, the client resumes
     finally:
         feed.unsubscribe(subscription)
     # The buffer overflowed or the partition moved: end the stream; the client resumes.
