@@ -274,23 +274,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         writer=writer,
         clock=clock,
     )
-    route, route_owners = _batch_runtime(
-        settings,
-        route_stage,
-        group_id=settings.route_group_id,
-        transactions="ingest",
-        advertised=advertised,
-        writer=writer,
-        clock=clock,
-    )
-    store, store_owners = _batch_runtime(
-        settings,
-        store_stage,
-        group_id=settings.store_group_id,
-        transactions="store",
-        advertised=advertised,
-        writer=writer,
-        clock=clock,
+    (route, route_owners), (store, store_owners) = (
+        _batch_runtime(
+            settings,
+            stage,
+            group_id=group_id,
+            transactions=transactions,
+            advertised=advertised,
+            writer=writer,
+            clock=clock,
+        )
+        for stage, group_id, transactions in (
+            (route_stage, settings.route_group_id, "ingest"),
+            (store_stage, settings.store_group_id, "store"),
+        )
     )
     clarion = Clarion(
         settings=settings,

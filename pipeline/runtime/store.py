@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agents.inbox import InboxFeed, InboxWriter
-from agents.records_out import OutputWriter, utc_iso
+from agents.invalid import invalid_message
+from agents.records_out import OutputWriter
 from agents.status import StatusRecorder
 from pipeline.runtime.batch import Handler
 from schemas.clock import Clock
@@ -53,17 +54,7 @@ class StoreStage:
         return self.inbox.deliver
 
     def unprocessable(self, message: SourceMessage, exc: Exception) -> list[OutRecord]:
-        return [
-            self.writer.invalid(
-                raw=message.value,
-                key=message.key,
-                error=f"could not store: {exc!r}",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                at=utc_iso(self.clock()),
-            )
-        ]
+        return [invalid_message(self.writer, self.clock, message, f"could not store: {exc!r}")]
 
     def after_batch(self, ready: Sequence[int]) -> list[tuple[int, list[OutRecord]]]:  # noqa: ARG002
         return []

@@ -23,11 +23,11 @@ import orjson
 
 from agents.delivery.attempt import ChannelSender, ForgetAddress, ProviderSlot
 from agents.delivery.breaker import CircuitBreaker
-from agents.delivery.invalid import invalid_delivery
 from agents.delivery.providers import build_providers
 from agents.delivery.providers.base import Provider
 from agents.delivery.providers.smtp import SmtpProvider
 from agents.delivery.ratelimit import TokenBucket
+from agents.invalid import invalid_delivery
 from agents.records_out import encode_records
 from pipeline.runtime.delivery import DeliveryRuntime
 from pipeline.runtime.service import run_with

@@ -8,21 +8,14 @@ import pytest
 
 from tables.rows import StagedRows
 from tables.txstore import TransactionalTable, no_index
+from tests.helpers.timers import local_table
 
 TOPIC = "c.state.inbox"
 
 
 @pytest.fixture
 def table(tmp_path: Path) -> TransactionalTable:
-    table = TransactionalTable(
-        name="inbox",
-        changelog_topic=TOPIC,
-        path=tmp_path / "inbox",
-        bootstrap_servers="unused:9092",
-        index_of=no_index,
-        max_checkpoint_age=60.0,
-    )
-    table.assume_recovered([0])
+    table = local_table(tmp_path / "inbox", topic=TOPIC, index_of=no_index, partitions=range(1))
     committed = [table.put(0, key, b"committed") for key in (b"k1", b"k3")]
     table.stage(0, committed)
     table.apply(0, committed, last_offset=1)

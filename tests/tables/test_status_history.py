@@ -16,7 +16,8 @@ from tables.status_history import (
     current_status,
     is_terminal,
 )
-from tables.txstore import NotReadyError, TransactionalTable, no_index
+from tables.txstore import NotReadyError, no_index
+from tests.helpers.timers import TOPICS, local_table
 
 
 def change(status: str, at: str, reason: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -124,21 +125,22 @@ def test_terminal_statuses() -> None:
 def test_histories_change_through_staged_changelog_records_and_ignore_replays(
     tmp_path: Path,
 ) -> None:
-    table = TransactionalTable(
-        name="status",
-        changelog_topic="c.state.status",
-        path=tmp_path / "status",
-        bootstrap_servers="unused:9092",
-        index_of=no_index,
-        max_checkpoint_age=60.0,
-    )
     partitions = 4
     partition = partition_for_key(b"ntf_1", partitions)
-    table.assume_recovered([partition])
+    table = local_table(
+        tmp_path / "status",
+        topic=TOPICS.status_state,
+        index_of=no_index,
+        partitions=range(partition, partition + 1),
+    )
     histories = StatusHistories(table=table, partitions=partitions)
 
     [record] = histories.append(partition, change("queued", "t1"))
-    assert (record.topic, record.partition, record.key) == ("c.state.status", partition, b"ntf_1")
+    assert (record.topic, record.partition, record.key) == (
+        TOPICS.status_state,
+        partition,
+        b"ntf_1",
+    )
     histories.append(partition, change("sent", "t2"))
     assert histories.append(partition, change("sent", "t2")) == []  # a replayed record
     history = histories.get("ntf_1")

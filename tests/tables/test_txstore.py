@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tables.txstore import NotReadyError, TransactionalTable
+from tests.helpers.timers import local_table
 
 TOPIC = "c.timers"
 
@@ -18,16 +19,7 @@ def index_by_value(key: bytes, value: bytes) -> bytes | None:
 
 @pytest.fixture
 def table(tmp_path: Path) -> TransactionalTable:
-    table = TransactionalTable(
-        name="t",
-        changelog_topic=TOPIC,
-        path=tmp_path / "t",
-        bootstrap_servers="unused:9092",
-        index_of=index_by_value,
-        max_checkpoint_age=60.0,
-    )
-    table.assume_recovered([0, 1])
-    return table
+    return local_table(tmp_path / "t", topic=TOPIC, index_of=index_by_value, partitions=range(2))
 
 
 def test_writes_are_invisible_until_staged_and_durable_once_applied(
