@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ INVALID_KEY_KEPT_BYTES = 1024
 INVALID_ERROR_KEPT_CHARS = 4096
 
 
+# An event's records all carry the moment it was routed: formatted once, not once per record.
+@functools.lru_cache(maxsize=256)
 def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

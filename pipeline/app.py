@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
+from faust.app.base import BootStrategy
 
 from agents.dispatch import Dispatcher
 from agents.inbox import InboxFeed, InboxWriter
@@ -63,16 +64,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(name=name, partitions=settings.partitions, config=configs.get(name, {}))
         for name in [*names.user_keyed(), *names.other()]
     ]
-
-
-def internal_topic_specs(app: faust.App) -> list[TopicSpec]:
-    """Faust's own topic, the assignor's leader topic, as Faust names it.
-
-    Created with the others before the worker starts: left to Faust, it is declared while
-    the worker is already starting.
-    """
-    # The name faust/assignor/leader_assignor.py gives it; one partition, like Faust's.
-    return [TopicSpec(name=f"{app.conf.id}-__assignor-__leader", partitions=1)]
 
 
 @dataclass(kw_only=True)
@@ -170,8 +161,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
     topics = TopicNames(prefix=settings.topic_prefix)
     advertised = settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}"
     app = faust.App(
-        # Faust names its leader topic after the app id: the prefix keeps it beside Clarion's
-        # own topics (one ACL, one deployment's topics apart from another's).
+        # Under the topic prefix, like everything of a deployment (one ACL, one deployment's
+        # topics and groups apart from another's).
         settings.group_id,
         broker=settings.broker,
         datadir=str(settings.data_dir / "tables"),
@@ -188,6 +179,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         **faust_web_options(settings),
     )
+    # Faust consumes none of Clarion's topics (the runtimes do): no consumer, conductor, table
+    # manager or leader assignor, and no thread of Faust's contending for the GIL.
+    app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     # Before any view is added: Clarion's web server serves Clarion's routes only.
     app.web = ClarionWeb(app)
     template_dirs = [BUILTIN_TEMPLATES]

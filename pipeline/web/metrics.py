@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from faust.types import TP
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def register_metrics(clarion: Clarion) -> None:
     metrics = clarion.metrics
     registry = metrics.registry
     topics = clarion.topics
-    dlq_partitions = [TP(topics.dlq, p) for p in range(clarion.settings.partitions)]
+    dlq_partitions = [TopicPartition(topics.dlq, p) for p in range(clarion.settings.partitions)]
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:  # noqa: ARG001
@@ -53,18 +53,34 @@ def register_metrics(clarion: Clarion) -> None:
             logger.debug("consumer lag unavailable", exc_info=True)
             metrics.set_consumer_lag(())
 
+    # Of no group: it only asks for the dead-letter topic's offsets. Made on the worker's loop.
+    offsets: AIOKafkaConsumer | None = None
+
     @app.timer(DLQ_INTERVAL_S, name="clarion.metrics.dlq")  # type: ignore[untyped-decorator]
     async def refresh_dlq() -> None:
+        nonlocal offsets
         try:
-            size = await asyncio.wait_for(topic_size(app.consumer, dlq_partitions), _DLQ_TIMEOUT_S)
+            if offsets is None:
+                offsets = AIOKafkaConsumer(
+                    bootstrap_servers=clarion.settings.bootstrap_servers,
+                    enable_auto_commit=False,
+                    **clarion.settings.kafka_options,
+                )
+                await asyncio.wait_for(offsets.start(), _DLQ_TIMEOUT_S)
+            size = await asyncio.wait_for(topic_size(offsets, dlq_partitions), _DLQ_TIMEOUT_S)
         except Exception:  # keep the last value; the next tick tries again
             logger.debug("dead-letter topic size unavailable", exc_info=True)
             return
         metrics.set_dlq_records(size)
 
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_offsets(_sender: Any, *_: Any, signal: Any, **__: Any) -> None:  # noqa: ARG001
+        if offsets is not None:
+            await offsets.stop()
 
-async def topic_size(consumer: Any, partitions: list[TP]) -> int:
+
+async def topic_size(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int:
     """Records retained in ``partitions``: end minus start offsets, summed."""
-    earliest = await consumer.earliest_offsets(*partitions)
-    latest = await consumer.highwaters(*partitions)
+    earliest = await consumer.beginning_offsets(partitions)
+    latest = await consumer.end_offsets(partitions)
     return sum(max(0, latest[tp] - earliest.get(tp, 0)) for tp in partitions if tp in latest)
