@@ -174,9 +174,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Clarion:
         canonical_url=advertised,
         producer_acks=-1,
         autodiscover=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         **faust_web_options(settings),
     )
     # Faust consumes none of Clarion's topics (the runtimes do): no consumer, conductor, table

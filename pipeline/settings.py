@@ -108,9 +108,8 @@ class Settings:
     log_level: str = "info"
     # The most records the route runtime fetches and commits in one batch.
     commit_batch: int = 2000
-    # How long the group waits for a silent worker before giving its partitions to others:
-    # Faust's group (status, inbox) and the batch runtime's groups (routing, delivery).
-    session_timeout: float = 60.0
+    # How long the runtimes' groups (route, store, deliver) wait for a silent worker before
+    # giving its partitions to others.
     runtime_session_timeout: float = 10.0
     # How often each worker looks for held notifications and digest windows that are due.
     sweep_interval: float = 1.0
@@ -178,7 +177,6 @@ class Settings:
             app_id=env.get("CLARION_APP_ID") or "clarion",
             log_level=env.get("CLARION_LOG_LEVEL") or "info",
             commit_batch=_int(env, "CLARION_COMMIT_BATCH", 2000),
-            session_timeout=_float(env, "CLARION_SESSION_TIMEOUT", 60.0),
             runtime_session_timeout=_float(env, "CLARION_RUNTIME_SESSION_TIMEOUT", 10.0),
             sweep_interval=_float(env, "CLARION_SWEEP_INTERVAL", 1.0),
             default_caps=_caps(env, "CLARION_DEFAULT_CAPS"),

@@ -34,7 +34,6 @@ class WorkerProcess:
             "CLARION_PARTITIONS": str(self.partitions),
             "CLARION_DATA_DIR": str(self.data_dir),
             "CLARION_WEB_PORT": str(self.web_port),
-            "CLARION_SESSION_TIMEOUT": "10",
             # No provider listens unless a test starts one: failed attempts must not come
             # back onto the channel topics in the middle of a routing test.
             "CLARION_RETRY_BACKOFF": "3600",
