@@ -20,6 +20,10 @@ from pipeline.web.auth import ApiKeys
 from schemas.topics import TopicNames
 from schemas.validation import HoldHorizon, Invalid, encode_decoded, parse_event, parse_preferences
 
+# Default size of the full-pipeline bench: it finishes in a few minutes on the 2-core
+# machine; --events 1000000 shows how the cost grows with the work.
+PIPELINE_EVENTS = 200_000
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clarion", description=__doc__)
@@ -64,13 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="benchmarks against a fresh local broker (mime: no broker)"
     )
-    bench.add_argument("scenario", choices=["route", "digest", "delivery", "latency", "mime"])
+    bench.add_argument(
+        "scenario",
+        choices=["route", "pipeline", "digest", "delivery", "latency", "mime"],
+    )
     bench.add_argument(
         "--events",
         type=int,
         default=None,
-        help="events (route, digest: 200,000), deliveries (delivery: 20,000)"
-        " or email messages per round (mime: 2,000)",
+        help=f"events (route, digest: 200,000; pipeline: {PIPELINE_EVENTS:,}), deliveries "
+        "(delivery: 20,000) or email messages per round (mime: 2,000)",
     )
     bench.add_argument("--users", type=int, default=10_000)
     bench.add_argument(
@@ -241,6 +248,10 @@ def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
             rate=args.rate or 1000.0,
             seconds=args.seconds,
         )
+    elif args.scenario == "pipeline":
+        from bench.pipeline import run_pipeline_bench  # noqa: PLC0415
+
+        run_pipeline_bench(settings, events=args.events or PIPELINE_EVENTS, users=args.users)
     elif args.scenario == "digest":
         from bench.digest import run_digest_bench  # noqa: PLC0415
 
