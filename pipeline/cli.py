@@ -20,9 +20,10 @@ from pipeline.web.auth import ApiKeys
 from schemas.topics import TopicNames
 from schemas.validation import HoldHorizon, Invalid, encode_decoded, parse_event, parse_preferences
 
-# Default size of the full-pipeline bench: it finishes in a few minutes on the 2-core
-# machine; --events 1000000 shows how the cost grows with the work.
+# Default sizes of the benches that run a whole pipeline or several workers: each finishes
+# in a few minutes on the 2-core machine; --events 1000000 shows how the cost grows.
 PIPELINE_EVENTS = 200_000
+SCALE_EVENTS = 200_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,14 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "scenario",
-        choices=["route", "pipeline", "digest", "delivery", "latency", "mime"],
+        choices=["route", "pipeline", "scale", "digest", "delivery", "latency", "mime"],
     )
     bench.add_argument(
         "--events",
         type=int,
         default=None,
-        help=f"events (route, digest: 200,000; pipeline: {PIPELINE_EVENTS:,}), deliveries "
-        "(delivery: 20,000) or email messages per round (mime: 2,000)",
+        help=f"events (route, digest: 200,000; pipeline: {PIPELINE_EVENTS:,}; scale: "
+        f"{SCALE_EVENTS:,}), deliveries (delivery: 20,000) or email messages per round "
+        "(mime: 2,000)",
     )
     bench.add_argument("--users", type=int, default=10_000)
     bench.add_argument(
@@ -252,6 +254,10 @@ def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
         from bench.pipeline import run_pipeline_bench  # noqa: PLC0415
 
         run_pipeline_bench(settings, events=args.events or PIPELINE_EVENTS, users=args.users)
+    elif args.scenario == "scale":
+        from bench.scale import run_scale_bench  # noqa: PLC0415
+
+        run_scale_bench(settings, events=args.events or SCALE_EVENTS, users=args.users)
     elif args.scenario == "digest":
         from bench.digest import run_digest_bench  # noqa: PLC0415
 
