@@ -26,10 +26,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.committed import CommittedEmails, first_record_at, high_watermarks, read_to
 from bench.harness import (
     PARTITIONS,
     BenchBroker,
@@ -70,23 +70,6 @@ class StallWatch:
         return time.monotonic() - self.moved_at > STALL_S
 
 
-@dataclass
-class CommittedEmails:
-    """The Deliveries committed on the email topic: what the sink must receive, once each."""
-
-    ids: set[str] = field(default_factory=set)
-    records: int = 0
-
-    async def watch(self, consumer: AIOKafkaConsumer) -> None:
-        """Until cancelled."""
-        while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batches.values():
-                for record in records:
-                    self.ids.add(orjson.loads(record.value or b"{}")["notification_id"])
-                self.records += len(records)
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     first_in: float  # perf_counter time of the earliest record the worker wrote
@@ -99,31 +82,6 @@ class Outcome:
     @property
     def missing(self) -> int:
         return len(self.expected - self.accepted.first_at.keys())
-
-
-async def first_record_at(bootstrap: str, topic: str) -> float:
-    """The earliest timestamp (set by the writer) of the first record of any partition,
-    on this process's ``perf_counter`` clock."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        firsts: dict[TopicPartition, int] = {}
-        ends = await consumer.end_offsets(partitions)
-        wanted = {tp for tp in partitions if ends[tp] > 0}
-        async with asyncio.timeout(STALL_S):
-            while wanted - firsts.keys():
-                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                    firsts.setdefault(tp, records[0].timestamp)
-                    consumer.pause(tp)  # one record is all it takes
-    finally:
-        await consumer.stop()
-    wall_minus_perf = time.time() - time.perf_counter()
-    return min(firsts.values()) / 1000 - wall_minus_perf
 
 
 async def follow(
@@ -163,7 +121,7 @@ async def follow(
                 # transactions may still be on their way, and until they are written that
                 # end is where the last transaction began.
                 ends = await high_watermarks(broker.bootstrap, partitions)
-            caught_up = ends is not None and await _read_to(consumer, ends)
+            caught_up = ends is not None and await read_to(consumer, ends)
             if caught_up and sink.accepted_ids >= len(committed.ids):
                 break
             if watch.stalled((routed, committed.records, sink.messages)):
@@ -193,26 +151,6 @@ async def follow(
         faust_lines=faust_lines,
         stall=stall,
     )
-
-
-async def high_watermarks(
-    bootstrap: str, partitions: list[TopicPartition]
-) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
-    await consumer.start()
-    try:
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return ends
-
-
-async def _read_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    """Whether the consumer has read every partition up to ``ends``."""
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return False
-    return True
 
 
 def report(
