@@ -37,6 +37,7 @@ from bench.harness import (
     peak_rss_mib,
     publish,
     start_worker,
+    stop_worker,
     wait_until_writable,
     worker_log,
 )
@@ -208,16 +209,6 @@ class RunResult:
             f"sink CPU {self.sink_cpu:.0%} of one core while delivering; "
             f"worker peak RSS {self.peak_rss:,.0f} MiB"
         )
-
-
-def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(60)
-    except subprocess.TimeoutExpired:
-        print(f"worker {worker.pid} ignored SIGTERM for 60 s; killing it", flush=True)
-        worker.kill()
-        worker.wait()
 
 
 def run_worker_on(

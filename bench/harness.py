@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 
+from bench.progress import Quarters, from_samples
 from pipeline.app import topic_specs
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.local import LocalKafka, die_with_parent, free_port
@@ -34,6 +35,8 @@ PASSTHROUGH_IN = "bench.passthrough.in"
 PASSTHROUGH_OUT = "bench.passthrough.out"
 # Produce batches of the batch passthrough: well under the broker's 1 MB message limit.
 BATCH_BYTES = 512 * 1024
+# A failure bound for a worker that does not get going, never waited out on success.
+STARTUP_S = 180.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,8 +101,13 @@ def batched_baseline(broker: BenchBroker, total: int) -> float:
     return rate
 
 
-def start_worker(broker: BenchBroker, **extra_env: str) -> subprocess.Popen[bytes]:
-    """A worker whose providers deliver to quiet local sinks (unless ``extra_env`` says else)."""
+def start_worker(
+    broker: BenchBroker, name: str = "worker", **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """A worker whose providers deliver to quiet local sinks (unless ``extra_env`` says else).
+
+    ``name`` keeps the data directory and the log of each worker of a bench apart.
+    """
     env = {
         **os.environ,
         **start_dev_sinks_thread(quiet=True, ephemeral=True),
@@ -107,11 +115,11 @@ def start_worker(broker: BenchBroker, **extra_env: str) -> subprocess.Popen[byte
         "CLARION_PARTITIONS": str(PARTITIONS),
         "CLARION_TOPIC_PREFIX": PREFIX,
         "CLARION_APP_ID": APP_ID,
-        "CLARION_DATA_DIR": str(broker.workdir / "worker"),
+        "CLARION_DATA_DIR": str(broker.workdir / name),
         "CLARION_WEB_PORT": str(free_port()),
         **extra_env,
     }
-    log = (broker.workdir / "worker.log").open("wb")
+    log = (broker.workdir / f"{name}.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker"],
         env=env,
@@ -122,8 +130,18 @@ def start_worker(broker: BenchBroker, **extra_env: str) -> subprocess.Popen[byte
     )
 
 
-def worker_log(broker: BenchBroker) -> str:
-    return (broker.workdir / "worker.log").read_text(errors="replace")[-4000:]
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        print(f"worker {worker.pid} ignored SIGTERM for 60 s; killing it", flush=True)
+        worker.kill()
+        worker.wait()
+
+
+def worker_log(broker: BenchBroker, name: str = "worker") -> str:
+    return (broker.workdir / f"{name}.log").read_text(errors="replace")[-4000:]
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -272,27 +290,82 @@ async def committed_total(admin: AIOKafkaAdminClient, group: str, topic: str) ->
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
+@dataclass(frozen=True, slots=True)
+class CommitLog:
+    """(time, records committed so far) each time the count moved, from the first commit seen."""
+
+    samples: list[tuple[float, int]]
+
+    @property
+    def rate(self) -> float:
+        """Records per second from the first commit seen to the last; NaN if all of it was
+        committed before the first look (a small wait-only call)."""
+        (started, first), (ended, last) = self.samples[0], self.samples[-1]
+        return (last - first) / (ended - started) if ended > started else float("nan")
+
+    def quarters(self) -> Quarters:
+        return from_samples(self.samples)
+
+
+async def follow_commits(
+    broker: BenchBroker,
+    topic: str,
+    total: int,
+    workers: Sequence[subprocess.Popen[bytes]],
+    *,
+    group: str | None = None,
+    within: float | None = None,
+) -> CommitLog:
+    """Sample ``group``'s committed offsets of ``topic`` (default: the route runtime's group,
+    which commits the events topic) until they add up to ``total``; ``TimeoutError`` if that
+    takes longer than ``within`` seconds."""
+    group = group or broker.settings.route_group_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    samples: list[tuple[float, int]] = []
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                for worker in workers:
+                    if worker.poll() is not None:
+                        raise RuntimeError(f"worker {worker.pid} exited with {worker.returncode}")
+                done = await committed_total(admin, group, topic)
+                now = time.perf_counter()
+                if done and (not samples or done != samples[-1][1]):
+                    samples.append((now, done))
+                if done >= total:
+                    return CommitLog(samples=samples)
+                await asyncio.sleep(0.05)  # sampling interval of the measurement
+    finally:
+        await admin.close()
+
+
 async def measure_worker(
     broker: BenchBroker, topic: str, total: int, worker: subprocess.Popen[bytes]
 ) -> float:
     """Events per second from the worker's first committed batch to its last."""
-    # The route runtime's group commits the events topic (Settings.route_group_id).
-    group = broker.settings.route_group_id
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
+    return (await follow_commits(broker, topic, total, [worker])).rate
+
+
+def load_preferences(broker: BenchBroker, preferences: Sequence[tuple[bytes, bytes]]) -> None:
+    """Publish ``preferences`` and have a routing-only worker apply them, commit and stop.
+
+    Before the measured workers start on a backlog of events: a worker reading both topics
+    at once may fetch a user's events before the preferences published earlier (Kafka
+    orders records within a partition, not across topics), and route them for a user it
+    does not know yet: no address, so in-app only, no email. The measured workers recover
+    the preferences from their changelog before they read any event.
+    """
+    asyncio.run(publish(broker.bootstrap, broker.topics.preferences, preferences))
+    worker = start_worker(broker, "preferences", CLARION_ROLES="route")
     try:
-        first_seen = 0
-        started = 0.0
-        while True:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}")
-            done = await committed_total(admin, group, topic)
-            now = time.perf_counter()
-            if done and not started:
-                started, first_seen = now, done
-            if done >= total:
-                # All of it committed before the first look (a small wait-only call): no rate.
-                return (done - first_seen) / (now - started) if now > started else float("nan")
-            await asyncio.sleep(0.05)  # sampling interval of the measurement
+        asyncio.run(
+            follow_commits(
+                broker, broker.topics.preferences, len(preferences), [worker], within=STARTUP_S
+            )
+        )
+    except (RuntimeError, TimeoutError):
+        print(worker_log(broker, "preferences"))
+        raise
     finally:
-        await admin.close()
+        stop_worker(worker)

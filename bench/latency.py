@@ -33,6 +33,7 @@ from bench.harness import (
     PARTITIONS,
     BenchBroker,
     bench_broker,
+    load_preferences,
     measure_worker,
     publish,
     start_worker,
@@ -368,8 +369,11 @@ def run_latency_bench(
         )
         for topic in (topics.preferences, topics.events):
             asyncio.run(wait_until_writable(broker.bootstrap, topic, within=BACKLOG_ALLOWANCE_S))
-        users_prefs = [(f"user-{u}".encode(), preferences(f"user-{u}")) for u in range(users)]
-        asyncio.run(publish(broker.bootstrap, topics.preferences, users_prefs))
+        # Applied before the backlog arrives: else its events may be routed for users the
+        # worker does not know yet (bench/harness.py, load_preferences).
+        load_preferences(
+            broker, [(f"user-{u}".encode(), preferences(f"user-{u}")) for u in range(users)]
+        )
         clock = broker.workdir / "clock"
         set_clock(clock, BACKLOG_AT)
         asyncio.run(

@@ -17,17 +17,44 @@ from typing import Any, TypeVar
 from pipeline.devsinks.run import DevSinkPorts, DevSinks, start_dev_sinks
 
 T = TypeVar("T")
-S = TypeVar("S", bound="SinkThread")
+S = TypeVar("S", bound="LoopThread")
 
 
-class SinkThread:
-    """Every dev sink on free ports, served by a loop in a daemon thread of this process."""
+class LoopThread:
+    """An event loop served by a daemon thread of this process; :meth:`call` runs on it."""
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="bench-sinks", daemon=True
         )
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def start(self) -> object:
+        self._thread.start()
+        return None
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the loop's thread."""
+
+        async def read() -> float:
+            return time.thread_time()
+
+        return self.call(read())
+
+
+class SinkThread(LoopThread):
+    """Every dev sink on free ports, served by a loop in a daemon thread of this process."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self._sinks: DevSinks | None = None
 
     @property
@@ -35,28 +62,15 @@ class SinkThread:
         assert self._sinks is not None, "start() first"
         return self._sinks
 
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
     def start(self) -> DevSinks:
-        self._thread.start()
+        super().start()
         self._sinks = self.call(start_dev_sinks(ports=DevSinkPorts.ephemeral(), echo=None))
         return self._sinks
 
     def stop(self) -> None:
         if self._sinks is not None:
             self.call(self._sinks.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-        self._loop.close()
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the sinks' thread."""
-
-        async def read() -> float:
-            return time.thread_time()
-
-        return self.call(read())
+        super().stop()
 
 
 @contextmanager
