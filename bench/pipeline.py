@@ -76,7 +76,7 @@ class Outcome:
     accepted: Snapshot
     expected: set[str]
     committed_records: int
-    faust_lines: list[str]
+    store_lines: list[str]
     stall: str | None  # why the bench stopped waiting, if not every email was accepted
 
     @property
@@ -135,8 +135,10 @@ async def follow(
         if not committed.ids:
             raise RuntimeError(f"{routed:,} of {events:,} events routed, no email committed")
         accepted = sink.snapshot()
-        faust_lines = await group_offsets(
-            broker.bootstrap, broker.settings.group_id, [topics.status, topics.deliver("in_app")]
+        store_lines = await group_offsets(
+            broker.bootstrap,
+            broker.settings.store_group_id,
+            [topics.status, topics.deliver("in_app")],
         )
     finally:
         watching.cancel()
@@ -148,7 +150,7 @@ async def follow(
         accepted=accepted,
         expected=set(committed.ids),
         committed_records=committed.records,
-        faust_lines=faust_lines,
+        store_lines=store_lines,
         stall=stall,
     )
 
@@ -184,8 +186,8 @@ def report(
         f"first email accepted {accepted.times[0] - outcome.first_in:,.1f} s after the first "
         "event in"
     )
-    print("at the last email, the worker's Faust agents (status history, in-app inbox) had:")
-    for line in outcome.faust_lines:
+    print("at the last email, the worker's store runtime (status history, in-app inbox) had:")
+    for line in outcome.store_lines:
         print(f"  {line}")
 
 

@@ -38,6 +38,7 @@ class StoreStage:
 
     @property
     def source_topics(self) -> list[str]:
+        """Deliveries before read marks: a mark fetched with the item it names finds it."""
         names = self.topics
         return [names.deliver("in_app"), names.inbox_commands, names.status]
 
