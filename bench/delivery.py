@@ -33,7 +33,7 @@ from bench.harness import (
     PARTITIONS,
     BenchBroker,
     bench_broker,
-    measure_worker,
+    follow_commits,
     peak_rss_mib,
     publish,
     start_worker,
@@ -236,7 +236,12 @@ def run_worker_on(
         sink_cpu = (sink.cpu_seconds() - sink_cpu_first) / span
         peak = peak_rss_mib(worker.pid)
         # Every offset committed before the next worker of this group starts.
-        asyncio.run(measure_worker(broker, topic, committed + len(messages), worker))
+        # Committed by the delivery runtime's group (pipeline/runtime/delivery.py), not the
+        # route runtime's, which measure_worker reads.
+        delivery_group = f"{broker.settings.group_id}.deliver"
+        asyncio.run(
+            follow_commits(broker, topic, committed + len(messages), [worker], group=delivery_group)
+        )
     except (RuntimeError, TimeoutError):
         print(worker_log(broker))
         raise
