@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,6 +52,13 @@ class Stage(Protocol):
     @property
     def legacy_topics(self) -> Sequence[str]:
         """Source topics an earlier version consumed in Faust's group (runtime/positions.py)."""
+        ...
+
+    @property
+    def leading_topics(self) -> Sequence[str]:
+        """Source topics whose backlog, as it stands when a partition is assigned, is read
+        before the partition's other topics: Kafka orders nothing across topics, and a
+        fetch may hand out one topic's backlog before another's."""
         ...
 
     @property
@@ -88,6 +96,8 @@ class BatchRuntime:
     legacy_group_id: str | None = None
     # Told the partitions this worker owns after each rebalance (web views' owner routing).
     on_owned: Callable[[Iterable[int]], None] | None = None
+    # The longest a partition's other topics wait for its leading topics' backlog.
+    catch_up_timeout: float = 60.0
     _consumer: AIOKafkaConsumer | None = None
     # Held while a batch is processed and committed, and by the rebalance listener: a batch
     # never straddles a change of assignment.
@@ -102,6 +112,8 @@ class BatchRuntime:
     # aiokafka logs and swallows what a rebalance listener raises; the loop raises it instead.
     _listener_failure: BaseException | None = None
     _committing: asyncio.Future[None] | None = None
+    # Per partition still catching up: the leading topics' offsets to reach, and by when.
+    _catching_up: dict[int, tuple[dict[TopicPartition, int], float]] = field(default_factory=dict)
 
     @property
     def tables(self) -> Sequence[TransactionalTable]:
@@ -131,6 +143,7 @@ class BatchRuntime:
                     if generation == self._generation:
                         await self._process(consumer, batches, topic_order)
                         await self._commit_behind()
+                        await self._resume_caught_up(consumer)
         finally:
             try:
                 async with self._lock:
@@ -272,12 +285,48 @@ class BatchRuntime:
             )
             self._owned.update(partitions)
             self._recovering = False
-            consumer.resume(*assigned)
+            await self._catch_up_first(consumer, assigned)
             if self.on_owned is not None:
                 self.on_owned(sorted(self._owned))
 
+    async def _catch_up_first(
+        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+    ) -> None:
+        """Resume the leading topics; the others of a partition once its leading topics have
+        reached the offsets they had now (at most ``catch_up_timeout`` later)."""
+        leading_topics = set(self.stage.leading_topics)
+        leading = [tp for tp in assigned if tp.topic in leading_topics]
+        ends = await consumer.end_offsets(leading) if leading else {}
+        deadline = time.monotonic() + self.catch_up_timeout
+        for tp in leading:
+            if await consumer.position(tp) < ends[tp]:
+                targets, _ = self._catching_up.setdefault(tp.partition, ({}, deadline))
+                targets[tp] = ends[tp]
+        consumer.resume(
+            *(tp for tp in assigned if tp in leading or tp.partition not in self._catching_up)
+        )
+
+    async def _resume_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        now = time.monotonic()
+        for partition, (targets, deadline) in list(self._catching_up.items()):
+            behind = [tp for tp, end in targets.items() if await consumer.position(tp) < end]
+            if behind and now < deadline:
+                continue
+            if behind:
+                logger.warning(
+                    "partition %d: %s not caught up after %.0f s; routing the rest anyway",
+                    partition,
+                    behind,
+                    self.catch_up_timeout,
+                )
+            del self._catching_up[partition]
+            consumer.resume(*(tp for tp in assigned if tp.partition == partition))
+
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
+        for tp in revoked:
+            self._catching_up.pop(tp.partition, None)
         async with self._lock:
             await self._committed()
             await self._let_go({tp.partition for tp in revoked})

@@ -63,6 +63,13 @@ class RouteStage:
     def legacy_topics(self) -> tuple[str, ...]:
         return (self.topics.events, self.topics.retry)
 
+    @property
+    def leading_topics(self) -> tuple[str, ...]:
+        """A partition taken over with a backlog applies the preferences published before
+        its events first (on a cold start its events would otherwise be routed for users
+        it does not know yet)."""
+        return (self.topics.preferences, self.topics.preferences_repartition)
+
     def handler(self, topic: str) -> Handler:
         names = self.topics
         if topic in (names.events, names.events_repartition):

@@ -46,6 +46,10 @@ class StoreStage:
     def legacy_topics(self) -> list[str]:
         return self.source_topics
 
+    @property
+    def leading_topics(self) -> tuple[str, ...]:
+        return ()
+
     def handler(self, topic: str) -> Handler:
         names = self.topics
         if topic == names.status:
