@@ -154,6 +154,8 @@ class LocalKafka:
     heap: str = "512m"
     start_timeout: float = 90.0
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # Kept for a restart: the voter's address is part of the node's KRaft configuration.
+    _controller_port: int = field(default=0, init=False, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -180,10 +182,11 @@ class LocalKafka:
         libs = fetch_kafka(self.cache_dir)
         if not self.port:
             self.port = free_port()
-        controller_port = free_port()
+        if not self._controller_port:
+            self._controller_port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_dirs = self.data_dir / "logs"
-        config = self._write_config(log_dirs, controller_port)
+        config = self._write_config(log_dirs, self._controller_port)
         log_config = importlib.resources.files("pipeline.kafka").joinpath("log4j2.properties")
         classpath = f"{libs}/*"
         if not (log_dirs / "meta.properties").exists():
@@ -296,6 +299,12 @@ class LocalKafka:
             f"the Kafka broker did not answer within {self.start_timeout:.0f}s "
             f"({last_error!r}); see {self.log_file}"
         )
+
+    def restart(self) -> None:
+        """Stop the broker as an operator would (SIGTERM, controlled shutdown) and start it
+        again on the same ports and data: topics, offsets and transactions survive."""
+        self.stop()
+        self.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self._process = self._process, None
