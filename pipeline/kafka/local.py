@@ -138,6 +138,8 @@ def _accepts_connections(port: int) -> bool:
 
 def die_with_parent() -> None:
     # Runs in the child between fork and exec: ask Linux to SIGKILL the broker when we die.
+    # Linux means the thread that forked, not the process: start children on a thread that
+    # lives as long as they should.
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -178,6 +180,30 @@ class LocalKafka:
         self.stop()
 
     def start(self) -> None:
+        self._launch()
+        try:
+            asyncio.run(self._wait_until_ready())
+        except BaseException:
+            self.stop()
+            raise
+
+    async def restart(self) -> None:
+        """Stop the broker as an operator would (SIGTERM, controlled shutdown) and start it
+        again on the same ports and data: topics, offsets and transactions survive.
+
+        A coroutine, for callers that keep clients running meanwhile. The new process is
+        started on the calling thread, not in an executor: ``PR_SET_PDEATHSIG`` kills the
+        broker when the *thread* that started it ends, and executor threads end.
+        """
+        await asyncio.to_thread(self.stop)
+        self._launch()
+        try:
+            await self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self) -> None:
         java = require_java()
         libs = fetch_kafka(self.cache_dir)
         if not self.port:
@@ -213,11 +239,6 @@ class LocalKafka:
                 # its parent all the same.
                 start_new_session=True,
             )
-        try:
-            asyncio.run(self._wait_until_ready())
-        except BaseException:
-            self.stop()
-            raise
 
     def _write_config(self, log_dirs: Path, controller_port: int) -> Path:
         settings = {
@@ -299,12 +320,6 @@ class LocalKafka:
             f"the Kafka broker did not answer within {self.start_timeout:.0f}s "
             f"({last_error!r}); see {self.log_file}"
         )
-
-    def restart(self) -> None:
-        """Stop the broker as an operator would (SIGTERM, controlled shutdown) and start it
-        again on the same ports and data: topics, offsets and transactions survive."""
-        self.stop()
-        self.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self._process = self._process, None

@@ -34,7 +34,9 @@ async def read_all(bootstrap: str, expected: int) -> list[bytes | None]:
         await consumer.stop()
 
 
-def test_restart_serves_the_same_port_and_keeps_topics_and_records(tmp_path: Path) -> None:
+def test_restart_serves_the_same_port_keeps_topics_and_records_and_outlives_its_loop(
+    tmp_path: Path,
+) -> None:
     with LocalKafka(data_dir=tmp_path / "kafka", partitions=1) as kafka:
         port = kafka.port
         asyncio.run(ensure_topics(kafka.bootstrap, [TopicSpec(name=TOPIC, partitions=1)]))
@@ -42,7 +44,8 @@ def test_restart_serves_the_same_port_and_keeps_topics_and_records(tmp_path: Pat
         first = kafka._process
         assert first is not None
 
-        kafka.restart()
+        # The loop and its executor threads end here; the new broker must not end with them.
+        asyncio.run(kafka.restart())
 
         assert first.poll() is not None  # the first broker process is gone
         assert kafka.port == port
