@@ -64,9 +64,8 @@ def run_faults_bench(settings: Settings, *, events: int, users: int, seconds: fl
     with bench_broker(settings) as broker, running(AcceptanceSinkThread()) as sink:
         print(
             f"faults: {events:,} events over {seconds:g} s ({events / seconds:,.1f}/s) to "
-            f"{users:,} users with email and in-app, {PARTITIONS} partitions; workers' "
-            f"session timeouts: runtimes {broker.settings.runtime_session_timeout:g} s, "
-            f"Faust's group {broker.settings.session_timeout:g} s ...",
+            f"{users:,} users with email and in-app, {PARTITIONS} partitions; the runtimes' "
+            f"session timeout {broker.settings.runtime_session_timeout:g} s ...",
             flush=True,
         )
         scenario, log = _prepare(broker, sink, users, seconds)

@@ -3,7 +3,6 @@ going, a broker restart, the SMTP sink. Nothing may be missing and no Delivery r
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -32,10 +31,6 @@ def test_faults_bench_loses_nothing_and_repeats_no_delivery() -> None:
             "--seconds=60",
         ],
         cwd=ROOT,
-        # As every worker of the test suite (tests/helpers/worker.py): with Faust's default
-        # 60 s session, a worker joining after a SIGKILL waits that long for Faust's group
-        # before its runtimes start, and the drain would outlast the test.
-        env={**os.environ, "CLARION_SESSION_TIMEOUT": "10"},
         capture_output=True,
         text=True,
         timeout=WITHIN_S,
