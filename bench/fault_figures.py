@@ -143,10 +143,31 @@ def channel_count(
 @dataclass(frozen=True, slots=True)
 class Kill:
     label: str
-    at: float
+    at: float  # perf_counter
+    wall_at: float  # time.time(), to compare with the statuses' record timestamps
     # The delivery group's committed offsets of the email topic, read once the worker was
     # dead: it can commit nothing more, so a Delivery at or past one was not committed by it.
     committed: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """When the delivery runtime announced an email (``sending``) and reported it ``sent``:
+    the statuses' record timestamps (wall clock, seconds), by notification id."""
+
+    sending: Mapping[str, Sequence[float]]
+    sent: Mapping[str, Sequence[float]]
+
+    def in_flight(self, notification: str, at: float) -> bool:
+        """Announced at or before ``at`` and not reported sent by then."""
+        announced = any(t <= at for t in self.sending.get(notification, ()))
+        return announced and not any(t <= at for t in self.sent.get(notification, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class KillRepeats:
+    in_flight: int  # sending announced, not yet reported sent when the worker died
+    finished: int  # reported sent, but its offset not committed yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +175,7 @@ class MailCount:
     expected: int  # notification ids committed on the email topic
     missing: int  # never accepted by the sink
     duplicates: int  # acceptances beyond the first of their notification id
-    by_kill: Mapping[str, int]  # of those, repeats of what a killed worker had not committed
+    by_kill: Mapping[str, KillRepeats]  # of those, repeats a kill explains
     other: int
     without_id: int
 
@@ -163,31 +184,33 @@ def mail_count(
     records: Iterable[Committed],
     email_topic: str,
     accepted: Mapping[str, Sequence[float]],
+    *,
     kills: Sequence[Kill],
+    attempts: Attempts,
     without_id: int,
 ) -> MailCount:
     """Emails against the Deliveries; each repeat is put down to the last kill before it that
     the email was accepted before, at an offset the killed worker's group had not committed
-    (it was in flight, or finished after the last commit); other repeats are "other"."""
+    (split by whether its attempt was still in flight then); other repeats are "other"."""
     where = {r.notification_id: (r.partition, r.offset) for r in records if r.topic == email_topic}
-    by_kill = dict.fromkeys((kill.label for kill in kills), 0)
+    in_flight = dict.fromkeys((kill.label for kill in kills), 0)
+    finished = dict.fromkeys((kill.label for kill in kills), 0)
     other = 0
     for notification, times in accepted.items():
-        if len(times) < 2:
-            continue
         ordered = sorted(times)
         for repeat in ordered[1:]:
             kill = _cause(kills, where.get(notification), ordered[0], repeat)
             if kill is None:
                 other += 1
+            elif attempts.in_flight(notification, kill.wall_at):
+                in_flight[kill.label] += 1
             else:
-                by_kill[kill.label] += 1
-    duplicates = sum(max(0, len(times) - 1) for times in accepted.values())
+                finished[kill.label] += 1
     return MailCount(
         expected=len(where),
         missing=sum(1 for n in where if not accepted.get(n)),
-        duplicates=duplicates,
-        by_kill=by_kill,
+        duplicates=sum(max(0, len(times) - 1) for times in accepted.values()),
+        by_kill={label: KillRepeats(in_flight[label], finished[label]) for label in in_flight},
         other=other,
         without_id=without_id,
     )

@@ -83,6 +83,8 @@ class Scenario:
     workers: dict[str, Worker] = field(default_factory=dict)
     done: list[Done] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
+    # Workers found dead by the step meant to end them.
+    early_exits: list[str] = field(default_factory=list)
     # Joins waiting to be ready, stops waiting for their worker to exit.
     pending: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -127,6 +129,10 @@ class Scenario:
             done.notes.append(f"broker answered again after {done.since - done.at:.1f} s")
             return done
         assert step.worker is not None
+        target = self.workers.get(step.worker)
+        if target is not None and not target.alive:
+            self.early_exits.append(f"{target.name} exited with {target.process.returncode}")
+            done.notes.append(f"{target.name} had already exited: {target.process.returncode}")
         if step.kind == "join":
             worker = Worker.start(self.broker, step.worker, self.worker_env)
             self.workers[worker.name] = worker
@@ -136,8 +142,11 @@ class Scenario:
             self.pending.append(asyncio.create_task(self._stop(self.workers[step.worker], done)))
         else:
             done.at = done.since = self.workers[step.worker].kill()
+            wall_at = time.time()  # after the kill returned: the worker is gone by then
             committed = await committed_offsets(self.broker, self.broker.topics.deliver("email"))
-            self.kills.append(Kill(label=step.label, at=done.at, committed=committed))
+            self.kills.append(
+                Kill(label=step.label, at=done.at, wall_at=wall_at, committed=committed)
+            )
         return done
 
     async def _ready(self, worker: Worker, done: Done) -> None:
@@ -169,9 +178,9 @@ class Scenario:
         return [worker for worker in self.workers.values() if worker.alive]
 
     def unexpected_exits(self) -> list[str]:
-        """Workers that exited although no step ended them."""
+        """Workers that exited although no step ended them (or before it did)."""
         ended = {d.step.worker for d in self.done if d.step.kind in ("kill", "stop")}
-        return [
+        return self.early_exits + [
             f"{w.name} exited with {w.process.returncode}"
             for w in self.workers.values()
             if not w.alive and w.name not in ended

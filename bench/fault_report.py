@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.fault_figures import (
+    Attempts,
     ChannelCount,
     Lane,
     MailCount,
@@ -37,6 +38,7 @@ class Observed:
     records: list[Committed]
     accepted: dict[str, list[float]]  # notification id -> every SMTP acceptance
     without_id: int
+    attempts: Attempts
     drained_at: float | None  # None: not everything arrived in time
     unexpected_exits: list[str]  # workers that exited although no step ended them
 
@@ -71,7 +73,12 @@ def report(scenario: Scenario, observed: Observed | None, *, events: int) -> Non
     for count in counts:
         print(f"read_committed {count.describe()}")
     mail = mail_count(
-        observed.records, email, observed.accepted, scenario.kills, observed.without_id
+        observed.records,
+        email,
+        observed.accepted,
+        kills=scenario.kills,
+        attempts=observed.attempts,
+        without_id=observed.without_id,
     )
     print(describe_mail(mail))
     lanes = progress(observed.records, stream.partition_of, observed.accepted, email)
@@ -80,13 +87,16 @@ def report(scenario: Scenario, observed: Observed | None, *, events: int) -> Non
 
 
 def describe_mail(mail: MailCount) -> str:
-    kills = ", ".join(f"{n:,} after {label}" for label, n in mail.by_kill.items())
+    kills = ", ".join(
+        f"{r.in_flight + r.finished:,} after {label} ({r.in_flight:,} in flight at the kill, "
+        f"{r.finished:,} sent but not committed yet)"
+        for label, r in mail.by_kill.items()
+    )
     without = f"; {mail.without_id:,} without a notification id" if mail.without_id else ""
     return (
         f"SMTP sink: {mail.expected:,} emails expected (one per notification on the email "
         f"topic), missing {mail.missing:,}, duplicates {mail.duplicates:,}: "
-        f"{kills or 'no kill'} (sent before the kill, at an offset the killed worker had not "
-        f"committed: in flight or finished since its last commit), {mail.other:,} other{without}"
+        f"{kills or 'no kill'}; {mail.other:,} other (not explained by a kill){without}"
     )
 
 

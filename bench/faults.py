@@ -30,7 +30,7 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.acceptances import AcceptanceSinkThread
-from bench.fault_figures import every_lane, progress
+from bench.fault_figures import Attempts, every_lane, progress
 from bench.fault_plan import FIRST_WORKER, READY_ALLOWANCE_S, Scenario, ServedSince
 from bench.fault_report import Observed, report
 from bench.harness import (
@@ -41,7 +41,7 @@ from bench.harness import (
     publish,
     wait_until_writable,
 )
-from bench.observed import DeliveryLog, Stream, preferences, send_stream
+from bench.observed import DeliveryLog, StatusLog, Stream, preferences, send_stream
 from bench.sinks import running
 from bench.workers import Worker
 from pipeline.settings import Settings
@@ -152,9 +152,11 @@ async def _play(
 ) -> Observed:
     topics = scenario.broker.topics
     bootstrap = scenario.broker.bootstrap
+    statuses = StatusLog()
     reading = asyncio.create_task(
         log.follow(bootstrap, [topics.deliver("email"), topics.deliver("in_app")])
     )
+    reading_statuses = asyncio.create_task(statuses.follow(bootstrap, topics.status))
     sending = asyncio.create_task(
         send_stream(
             bootstrap,
@@ -173,14 +175,16 @@ async def _play(
         exits = scenario.unexpected_exits()
     finally:
         await scenario.finish()
-        for task in (reading, sending):
+        tasks = (reading, reading_statuses, sending)
+        for task in tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(reading, sending, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
     return Observed(
         records=log.records,
         accepted=await asyncio.to_thread(sink.snapshot),
         without_id=sink.smtp.without_id,
+        attempts=Attempts(sending=statuses.sending, sent=statuses.sent),
         drained_at=drained_at,
         unexpected_exits=exits,
     )

@@ -4,13 +4,16 @@
   goes at once and the next keep their times), on the partition murmur2 of its user gives,
   as Clarion's own producers choose; only events the broker acknowledged count as accepted.
 * :class:`DeliveryLog`: every Delivery on the channel topics as a ``read_committed`` consumer
-  reads it, so only what a committed transaction wrote, and when it arrived here.
+  reads it, so only what a committed transaction wrote, and when it arrived here;
+* :class:`StatusLog`: when each email attempt was announced (``sending``) and reported
+  ``sent`` on the status topic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +28,7 @@ from schemas.partitioner import partition_for_key
 # producer meanwhile instead of expiring, and are large enough to hold what comes in that time.
 PRODUCE_TIMEOUT_MS = 180_000
 PRODUCE_BATCH_BYTES = 512 * 1024
+_EMAIL = b'"channel":"email"'
 
 
 def user_of(n: int, users: int) -> str:
@@ -170,3 +174,39 @@ class DeliveryLog:
                         self.last_at[(tp.topic, tp.partition)] = at
         finally:
             await consumer.stop()
+
+
+@dataclass
+class StatusLog:
+    """The email attempts' ``sending`` and ``sent`` statuses, by record timestamp (the
+    moment the worker handed them to its producer, wall clock): what was in flight when a
+    worker was killed."""
+
+    sending: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sent: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    async def follow(self, bootstrap: str, topic: str) -> None:
+        """Read ``topic`` from the beginning until cancelled."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+            while True:
+                batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+                for records in batches.values():
+                    for record in records:
+                        self._add(record.value or b"", record.timestamp / 1000)
+        finally:
+            await consumer.stop()
+
+    def _add(self, value: bytes, at: float) -> None:
+        # Most statuses are of other kinds and channels: not worth decoding.
+        if _EMAIL not in value:
+            return
+        status = orjson.loads(value)
+        if status.get("status") == "sending":
+            self.sending[status["notification_id"]].append(at)
+        elif status.get("status") == "sent":
+            self.sent[status["notification_id"]].append(at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.fault_figures import (
+    Attempts,
     Kill,
     channel_count,
     longest_gap,
@@ -65,17 +66,25 @@ def test_channel_count_finds_missing_events_and_repeated_notifications() -> None
 def test_a_repeat_is_the_kills_only_if_sent_before_it_and_uncommitted_by_then() -> None:
     records = [
         committed(EMAIL, 0, 10, "in-flight", 1.0),  # past the committed offset 10
+        committed(EMAIL, 0, 11, "finished", 1.0),  # past it too, and reported sent in time
         committed(EMAIL, 0, 9, "committed", 1.0),  # below it: the kill cannot explain it
         committed(EMAIL, 1, 50, "after", 1.0),  # first sent after the kill
         committed(EMAIL, 1, 51, "missing", 1.0),
     ]
     accepted = {
         "email-in-flight": [4.0, 6.0, 7.0],
+        "email-finished": [4.0, 6.0],
         "email-committed": [4.0, 6.0],
         "email-after": [6.0, 6.5],
     }
-    kill = Kill(label="A SIGKILLed", at=5.0, committed={0: 10, 1: 0})
-    mail = mail_count(records, EMAIL, accepted, [kill], without_id=0)
-    assert (mail.expected, mail.missing, mail.duplicates) == (4, 1, 4)
-    assert mail.by_kill == {"A SIGKILLed": 2}
+    # Status timestamps are wall clock: the kill happened at 105.0 there.
+    attempts = Attempts(
+        sending={"email-in-flight": [103.9], "email-finished": [103.0]},
+        sent={"email-finished": [103.5], "email-in-flight": [106.0]},
+    )
+    kill = Kill(label="A SIGKILLed", at=5.0, wall_at=105.0, committed={0: 10, 1: 0})
+    mail = mail_count(records, EMAIL, accepted, kills=[kill], attempts=attempts, without_id=0)
+    assert (mail.expected, mail.missing, mail.duplicates) == (5, 1, 5)
+    repeats = mail.by_kill["A SIGKILLed"]
+    assert (repeats.in_flight, repeats.finished) == (2, 1)
     assert mail.other == 2
