@@ -8,6 +8,7 @@ when one is ready, on its own web port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from pipeline.kafka.local import die_with_parent, free_port
 # How long a worker told to stop (SIGTERM) may take: its delivery runtime waits up to 30 s
 # for the attempts in flight before it commits and leaves the group.
 STOP_TIMEOUT_S = 60.0
+DUMP_TIMEOUT_S = 10.0
 _READY_POLL_S = 0.2  # polling interval of the deadline loop in wait_ready
 
 
@@ -98,9 +100,26 @@ class Worker:
         try:
             await asyncio.to_thread(self.process.wait, STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            print(f"worker {self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it")
+            print(
+                f"worker {self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; its tasks' "
+                "stacks are in its log; killing it",
+                flush=True,
+            )
+            await self._dump_tasks()
             self.kill()
         return at
+
+    async def _dump_tasks(self) -> None:
+        """Have the worker log the stack of every thread and asyncio task (mode's SIGUSR1)."""
+        with self.log_path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            self.process.send_signal(signal.SIGUSR1)
+            written = b""
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DUMP_TIMEOUT_S):
+                    while b"TASKS" not in written:
+                        await asyncio.sleep(_READY_POLL_S)  # polling interval of the deadline
+                        written += log.read()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
