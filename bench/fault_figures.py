@@ -176,8 +176,12 @@ class MailCount:
     missing: int  # never accepted by the sink
     duplicates: int  # acceptances beyond the first of their notification id
     by_kill: Mapping[str, KillRepeats]  # of those, repeats a kill explains
-    other: int
+    other_at: Sequence[float]  # when each of the others was accepted, in order
     without_id: int
+
+    @property
+    def other(self) -> int:
+        return len(self.other_at)
 
 
 def mail_count(
@@ -195,13 +199,13 @@ def mail_count(
     where = {r.notification_id: (r.partition, r.offset) for r in records if r.topic == email_topic}
     in_flight = dict.fromkeys((kill.label for kill in kills), 0)
     finished = dict.fromkeys((kill.label for kill in kills), 0)
-    other = 0
+    other: list[float] = []
     for notification, times in accepted.items():
         ordered = sorted(times)
         for repeat in ordered[1:]:
             kill = _cause(kills, where.get(notification), ordered[0], repeat)
             if kill is None:
-                other += 1
+                other.append(repeat)
             elif attempts.in_flight(notification, kill.wall_at):
                 in_flight[kill.label] += 1
             else:
@@ -211,7 +215,7 @@ def mail_count(
         missing=sum(1 for n in where if not accepted.get(n)),
         duplicates=sum(max(0, len(times) - 1) for times in accepted.values()),
         by_kill={label: KillRepeats(in_flight[label], finished[label]) for label in in_flight},
-        other=other,
+        other_at=sorted(other),
         without_id=without_id,
     )
 

@@ -70,6 +70,7 @@ class Done:
     since: float | None = None
     notes: list[str] = field(default_factory=list)
     over: bool = False  # a join that never became ready will not settle
+    target_gone: bool = False  # the worker to kill or stop had exited already
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Scenario:
         if target is not None and not target.alive:
             self.early_exits.append(f"{target.name} exited with {target.process.returncode}")
             done.notes.append(f"{target.name} had already exited: {target.process.returncode}")
+            done.target_gone = True
         if step.kind == "join":
             worker = Worker.start(self.broker, step.worker, self.worker_env)
             self.workers[worker.name] = worker

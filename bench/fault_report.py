@@ -30,6 +30,7 @@ TARGET_STALL_S = 15.0
 PAUSE_MARGIN_S = 1.0
 # Steps less than this apart (B's kill and D's join) share their window of measurement.
 SAME_MOMENT_S = 1.0
+_SHOWN_REPEATS = 5
 _KINDS = (("email", "email accepted"), ("events", "events routed"))  # as fault_figures.KINDS
 
 
@@ -80,13 +81,13 @@ def report(scenario: Scenario, observed: Observed | None, *, events: int) -> Non
         attempts=observed.attempts,
         without_id=observed.without_id,
     )
-    print(describe_mail(mail))
+    print(describe_mail(mail, started=stream.started))
     lanes = progress(observed.records, stream.partition_of, observed.accepted, email)
     print_stalls(scenario.done, lanes, started=stream.started, ended=stream.ended)
     print(verdict(counts, mail), flush=True)
 
 
-def describe_mail(mail: MailCount) -> str:
+def describe_mail(mail: MailCount, *, started: float) -> str:
     kills = ", ".join(
         f"{r.in_flight + r.finished:,} after {label} ({r.in_flight:,} in flight at the kill, "
         f"{r.finished:,} sent but not committed yet)"
@@ -96,8 +97,18 @@ def describe_mail(mail: MailCount) -> str:
     return (
         f"SMTP sink: {mail.expected:,} emails expected (one per notification on the email "
         f"topic), missing {mail.missing:,}, duplicates {mail.duplicates:,}: "
-        f"{kills or 'no kill'}; {mail.other:,} other (not explained by a kill){without}"
+        f"{kills or 'no kill'}; {mail.other:,} other (not explained by a kill)"
+        f"{_when(mail, started)}{without}"
     )
+
+
+def _when(mail: MailCount, started: float) -> str:
+    """When the first few of the other repeats came, to find their cause in the logs."""
+    if not mail.other_at:
+        return ""
+    shown = ", ".join(f"{at - started:.1f}" for at in mail.other_at[:_SHOWN_REPEATS])
+    more = ", ..." if mail.other > _SHOWN_REPEATS else ""
+    return f", accepted at {shown}{more} s into the stream"
 
 
 def print_stalls(
@@ -133,6 +144,8 @@ def print_stalls(
             "stop": f"target no pause (steady state + {PAUSE_MARGIN_S:g} s)",
         }.get(change.step.kind)
         verdict_text = f"; {target}: {'met' if met else 'NOT met'}" if target else ""
+        if target and change.target_gone:
+            verdict_text = f"; {target}: not measured, the worker had already exited"
         print(f"  {change.step.label}: {'; '.join(parts)}{verdict_text}")
 
 
