@@ -45,6 +45,8 @@ class BenchBroker:
     settings: Settings
     topics: TopicNames
     workdir: Path
+    # The broker itself, for a bench that restarts it (bench/faults.py).
+    kafka: LocalKafka | None = None
 
 
 @contextlib.contextmanager
@@ -76,6 +78,7 @@ def bench_broker(settings: Settings) -> Iterator[BenchBroker]:
             settings=bench_settings,
             topics=TopicNames(prefix=PREFIX),
             workdir=Path(tmp),
+            kafka=kafka,
         )
 
 

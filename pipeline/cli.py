@@ -26,6 +26,8 @@ from schemas.validation import HoldHorizon, Invalid, encode_decoded, parse_event
 # 557 events/s); --events 200000 or 1000000 shows how the cost grows with the work.
 PIPELINE_EVENTS = 100_000
 SCALE_EVENTS = 100_000
+# Issue 11's operator scenario: 20,000 events over 75 s to 2,000 users.
+FAULTS_EVENTS = 20_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,17 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "scenario",
-        choices=["route", "pipeline", "scale", "digest", "delivery", "latency", "mime"],
+        choices=["route", "pipeline", "scale", "digest", "delivery", "latency", "faults", "mime"],
     )
     bench.add_argument(
         "--events",
         type=int,
         default=None,
         help=f"events (route, digest: 200,000; pipeline: {PIPELINE_EVENTS:,}; scale: "
-        f"{SCALE_EVENTS:,}), deliveries (delivery: 20,000) or email messages per round "
-        "(mime: 2,000)",
+        f"{SCALE_EVENTS:,}; faults: {FAULTS_EVENTS:,}), deliveries (delivery: 20,000) or "
+        "email messages per round (mime: 2,000)",
     )
-    bench.add_argument("--users", type=int, default=10_000)
+    bench.add_argument("--users", type=int, default=None, help="10,000 (faults: 2,000)")
     bench.add_argument(
         "--windows", type=int, default=3, help="digest windows the events span (digest only)"
     )
@@ -104,7 +106,10 @@ def _parser() -> argparse.ArgumentParser:
         "--backlog", type=int, default=50_000, help="low events published first (latency only)"
     )
     bench.add_argument(
-        "--seconds", type=float, default=30.0, help="length of the critical stream (latency only)"
+        "--seconds",
+        type=float,
+        default=None,
+        help="length of the critical stream (latency: 30) or of the event stream (faults: 75)",
     )
     return parser
 
@@ -239,6 +244,11 @@ def _validate(value: Any, settings: Settings, *, preferences: bool) -> object:
 def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
     # Each scenario imported on its own: they pull in aiokafka and the dev sinks.
     events = args.events or 200_000
+    faults = args.scenario == "faults"
+    if args.users is None:
+        args.users = 2_000 if faults else 10_000
+    if args.seconds is None:
+        args.seconds = 75.0 if faults else 30.0
     if args.scenario == "mime":
         from bench.mime import run_mime_bench  # noqa: PLC0415
 
@@ -266,6 +276,12 @@ def _command_bench(settings: Settings, args: argparse.Namespace) -> None:
         from bench.scale import run_scale_bench  # noqa: PLC0415
 
         run_scale_bench(settings, events=args.events or SCALE_EVENTS, users=args.users)
+    elif faults:
+        from bench.faults import run_faults_bench  # noqa: PLC0415
+
+        run_faults_bench(
+            settings, events=args.events or FAULTS_EVENTS, users=args.users, seconds=args.seconds
+        )
     elif args.scenario == "digest":
         from bench.digest import run_digest_bench  # noqa: PLC0415
 

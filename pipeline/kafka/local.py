@@ -138,6 +138,8 @@ def _accepts_connections(port: int) -> bool:
 
 def die_with_parent() -> None:
     # Runs in the child between fork and exec: ask Linux to SIGKILL the broker when we die.
+    # Linux means the thread that forked, not the process: start children on a thread that
+    # lives as long as they should.
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -154,6 +156,8 @@ class LocalKafka:
     heap: str = "512m"
     start_timeout: float = 90.0
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # Kept for a restart: the voter's address is part of the node's KRaft configuration.
+    _controller_port: int = field(default=0, init=False, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -176,14 +180,39 @@ class LocalKafka:
         self.stop()
 
     def start(self) -> None:
+        self._launch()
+        try:
+            asyncio.run(self._wait_until_ready())
+        except BaseException:
+            self.stop()
+            raise
+
+    async def restart(self) -> None:
+        """Stop the broker as an operator would (SIGTERM, controlled shutdown) and start it
+        again on the same ports and data: topics, offsets and transactions survive.
+
+        A coroutine, for callers that keep clients running meanwhile. The new process is
+        started on the calling thread, not in an executor: ``PR_SET_PDEATHSIG`` kills the
+        broker when the *thread* that started it ends, and executor threads end.
+        """
+        await asyncio.to_thread(self.stop)
+        self._launch()
+        try:
+            await self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self) -> None:
         java = require_java()
         libs = fetch_kafka(self.cache_dir)
         if not self.port:
             self.port = free_port()
-        controller_port = free_port()
+        if not self._controller_port:
+            self._controller_port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_dirs = self.data_dir / "logs"
-        config = self._write_config(log_dirs, controller_port)
+        config = self._write_config(log_dirs, self._controller_port)
         log_config = importlib.resources.files("pipeline.kafka").joinpath("log4j2.properties")
         classpath = f"{libs}/*"
         if not (log_dirs / "meta.properties").exists():
@@ -210,11 +239,6 @@ class LocalKafka:
                 # its parent all the same.
                 start_new_session=True,
             )
-        try:
-            asyncio.run(self._wait_until_ready())
-        except BaseException:
-            self.stop()
-            raise
 
     def _write_config(self, log_dirs: Path, controller_port: int) -> Path:
         settings = {
