@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench.cli import run_bench
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 # A failure bound for a stuck bench, not a wait: the run takes ~60 s on a loaded machine.
 WITHIN_S = 300
 RATE = r"[\d,]+ events/s"
@@ -22,16 +20,7 @@ QUARTERS = (
 
 
 def test_pipeline_bench_delivers_every_committed_email_once() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "bench", "pipeline", "--events=1000", "--users=200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=WITHIN_S,
-        check=False,
-    )
-    out = run.stdout
-    assert run.returncode == 0, out + run.stderr
+    out = run_bench("pipeline", "--events=1000", "--users=200", within_s=WITHIN_S)
 
     assert re.search(rf"^passthrough \(aiokafka .*\): {RATE}$", out, re.M), out
     assert re.search(rf"^clarion full pipeline \(one worker, every role.*\): {RATE} ", out, re.M)

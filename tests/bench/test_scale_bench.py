@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench.cli import run_bench
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 # A failure bound for a stuck bench, not a wait: two brokers and three workers, ~90 s.
 WITHIN_S = 400
 
 
 def test_scale_bench_prints_both_rates_and_their_ratio() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "bench", "scale", "--events=4000", "--users=200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=WITHIN_S,
-        check=False,
-    )
-    out = run.stdout
-    assert run.returncode == 0, out + run.stderr
+    out = run_bench("scale", "--events=4000", "--users=200", within_s=WITHIN_S)
 
     one = re.search(r"^clarion route, one worker: ([\d,]+) events/s$", out, re.M)
     two = re.search(r"^clarion route, two workers: ([\d,]+) events/s$", out, re.M)
