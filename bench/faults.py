@@ -10,9 +10,8 @@ duplicate emails put down to each SIGKILL or not, and how long partitions went w
 progress after each change (bench/fault_report.py), against the issue's targets.
 
 Workers run with the settings of the environment (``CLARION_*``), defaults otherwise.
-``CLARION_BENCH_KEEP=<folder>`` copies the workers' and the broker's logs there at the end,
-with what the bench observed (``observed.json``: every progress time of every partition), to
-look into a stall afterwards.
+``CLARION_BENCH_KEEP=<folder>`` keeps the logs and what the bench observed there, to look
+into a stall or a missing event afterwards (bench/fault_keep.py).
 """
 
 from __future__ import annotations
@@ -22,13 +21,12 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
-import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench import fault_keep
 from bench.acceptances import AcceptanceSinkThread
 from bench.fault_figures import Attempts, every_lane, progress
 from bench.fault_plan import FIRST_WORKER, READY_ALLOWANCE_S, Scenario, ServedSince
@@ -81,7 +79,7 @@ def run_faults_bench(settings: Settings, *, events: int, users: int, seconds: fl
                 asyncio.run(worker.terminate())
             keep = os.environ.get(KEEP_ENV)
             if keep:
-                _keep(Path(keep), broker, scenario, observed)
+                fault_keep.keep(Path(keep), broker, scenario, observed)
         report(scenario, observed, events=events)
 
 
@@ -214,26 +212,3 @@ async def _drained(
                 await asyncio.sleep(_POLL_S)
     except TimeoutError:
         return None
-
-
-def _keep(folder: Path, broker: BenchBroker, scenario: Scenario, observed: Observed | None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for log in broker.workdir.glob("*.log"):
-        shutil.copy(log, folder / log.name)
-    if broker.kafka is not None and broker.kafka.log_file.exists():
-        shutil.copy(broker.kafka.log_file, folder / "broker.log")
-    print(f"logs kept in {folder}")
-    if observed is None:
-        return
-    start = scenario.stream.started
-    lanes = progress(
-        observed.records,
-        scenario.stream.partition_of,
-        observed.accepted,
-        broker.topics.deliver("email"),
-    )
-    document = {
-        "changes": [{"label": d.step.label, "at": d.at - start} for d in scenario.done],
-        "lanes": {f"{kind}:{p}": [t - start for t in times] for (kind, p), times in lanes.items()},
-    }
-    (folder / "observed.json").write_bytes(orjson.dumps(document))
