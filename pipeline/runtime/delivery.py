@@ -280,7 +280,10 @@ class DeliveryRuntime:
             await asyncio.sleep(COMMIT_INTERVAL)  # a cadence, not a wait for a condition
             await self._commit()
             try:
-                await asyncio.wait_for(self._export_lag(), COMMIT_INTERVAL)
+                # Not asyncio.wait_for: under Python 3.11 it swallows a cancellation that
+                # comes as the export finishes, and the loop's stop waits for this task.
+                async with asyncio.timeout(COMMIT_INTERVAL):
+                    await self._export_lag()
             except (KafkaError, TimeoutError):  # rebalancing: the next tick tries again
                 logger.debug("delivery consumer lag unavailable", exc_info=True)
 
