@@ -41,6 +41,7 @@ from bench.harness import (
     worker_log,
 )
 from bench.sinks import SinkThread, running
+from bench.workload import make_preferences
 from pipeline.devsinks.recording import Recorder
 from pipeline.devsinks.run import DevSinks
 from pipeline.devsinks.smtp import ReceivedMail
@@ -61,20 +62,7 @@ SEND_SLACK_S = 1.0
 
 
 def preferences(user: str) -> bytes:
-    return orjson.dumps(
-        {
-            "user_id": user,
-            "timezone": "UTC",
-            "addresses": {"email": f"{user}@example.com"},
-            "channels": {
-                "email": True,
-                "sms": False,
-                "push": False,
-                "in_app": False,
-                "webhook": False,
-            },
-        }
-    )
+    return make_preferences(user, timezone="UTC", in_app=False, mute_social_email=False)
 
 
 def low_event(n: int, users: int) -> tuple[bytes, bytes]:

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bench.harness import PARTITIONS
+from bench.workload import make_preferences
 from schemas.partitioner import partition_for_key
 
 # The broker may be down for a restart (20 s or so on a loaded machine): batches wait in the
@@ -36,20 +37,7 @@ def user_of(n: int, users: int) -> str:
 
 
 def preferences(user: str) -> bytes:
-    return orjson.dumps(
-        {
-            "user_id": user,
-            "timezone": "UTC",
-            "addresses": {"email": f"{user}@example.com"},
-            "channels": {
-                "email": True,
-                "sms": False,
-                "push": False,
-                "in_app": True,
-                "webhook": False,
-            },
-        }
-    )
+    return make_preferences(user, timezone="UTC", mute_social_email=False)
 
 
 def event(n: int, users: int) -> tuple[str, bytes, bytes]:
