@@ -4,40 +4,20 @@ going, a broker restart, the SMTP sink. Nothing may be missing and no Delivery r
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench.cli import run_bench
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 600
 # A failure bound for a stuck bench, not a wait: the run takes ~2 minutes on a loaded machine.
 WITHIN_S = 280
 
 
 def test_faults_bench_loses_nothing_and_repeats_no_delivery() -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "bench",
-            "faults",
-            f"--events={EVENTS}",
-            "--users=50",
-            "--seconds=60",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=WITHIN_S,
-        check=False,
-    )
-    out = run.stdout
-    assert run.returncode == 0, out + run.stderr
+    out = run_bench("faults", f"--events={EVENTS}", "--users=50", "--seconds=60", within_s=WITHIN_S)
 
     assert f"events accepted: {EVENTS} of {EVENTS} (0 refused)" in out, out
     assert re.search(r"^\s+[\d.]+ s  everything delivered$", out, re.M), out
